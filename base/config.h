@@ -1,0 +1,64 @@
+// Node configuration. With no file at all, cairnd runs on these defaults: one node, data in
+// ./cairn-data, NBD on port 10809. A config file (docs/configuration.md) overrides any field:
+//
+//   # comment
+//   [nbd]
+//   port = 10809
+//   [cache]
+//   read_bytes = 256M
+//
+// Keys are "section.name"; sizes accept K/M/G/T suffixes (powers of 1024). Parsing happens at
+// start-up only, so it reports errors by throwing ConfigError with the file and line.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace cairn {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  // [node]
+  std::string data_dir = "cairn-data";
+  unsigned reactors = 0;  // 0: one per core
+  std::string log_level = "info";
+
+  // [nbd]
+  std::string nbd_address = "0.0.0.0";
+  uint16_t nbd_port = 10809;
+  std::string nbd_socket;  // empty: no Unix socket
+  unsigned nbd_max_inflight = 128;  // requests in flight per connection
+
+  // [admin]
+  std::string admin_address = "127.0.0.1";
+  uint16_t admin_port = 10819;
+
+  // [cache]
+  uint64_t read_cache_bytes = 256ull << 20;
+  uint64_t map_cache_bytes = 64ull << 20;
+  uint64_t index_cache_bytes = 64ull << 20;
+
+  // [store]
+  unsigned disk_queue_depth = 256;
+  uint64_t journal_bytes = 64ull << 20;
+  std::string address_hash = "xxh3";  // or "blake2b"
+
+  // Applies one "section.name = value" setting; throws ConfigError on an unknown key or a
+  // malformed value.
+  void set(std::string_view key, std::string_view value);
+
+  // Parses a whole file's text; `origin` names it in error messages.
+  void load_text(std::string_view text, std::string_view origin);
+  void load_file(const std::string& path);
+};
+
+// "64M" -> 67108864. Throws ConfigError on anything else.
+[[nodiscard]] uint64_t parse_size(std::string_view text);
+
+}  // namespace cairn

@@ -1,0 +1,177 @@
+#include "blockmap/volume_manager.h"
+
+#include <xxhash.h>
+
+#include "base/assert.h"
+#include "base/log.h"
+#include "blockmap/errors.h"
+#include "io/errors.h"
+
+namespace cairn::blockmap {
+namespace {
+constexpr std::string_view kPrefix = "volume/";
+
+std::string key_of(std::string_view name) { return std::string(kPrefix) + std::string(name); }
+}  // namespace
+
+VolumeManager::VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store,
+                             io::MetaStore& meta)
+    : reactors_(reactors), store_(store), meta_(meta) {}
+
+VolumeManager::~VolumeManager() = default;
+
+// Rendezvous (highest random weight) hashing of the name over reactor indexes: stable for a
+// given reactor count and spreads volumes evenly.
+unsigned VolumeManager::reactor_for(std::string_view name) const noexcept {
+  unsigned best = 0;
+  uint64_t best_weight = 0;
+  for (unsigned i = 0; i < reactors_.size(); ++i) {
+    uint64_t w = XXH3_64bits_withSeed(name.data(), name.size(), i + 1);
+    if (i == 0 || w > best_weight) {
+      best = i;
+      best_weight = w;
+    }
+  }
+  return best;
+}
+
+Task<Result<void>> VolumeManager::open_on_owner(VolumeConfig config, int64_t revision) {
+  io::Reactor& owner = reactors_.at(reactor_for(config.name));
+  auto opened = co_await asio::co_spawn(
+      owner.executor(), Volume::open(config, store_, meta_, owner.executor()),
+      asio::use_awaitable);
+  if (!opened) {
+    co_return opened.error();
+  }
+  std::lock_guard lock(mutex_);
+  Slot& slot = volumes_[config.name];
+  slot.volume = std::move(*opened);
+  slot.revision = revision;
+  co_return Result<void>{};
+}
+
+Task<Result<void>> VolumeManager::load() {
+  auto all = co_await meta_.list(kPrefix);
+  if (!all) {
+    co_return all.error();
+  }
+  for (const io::KeyValue& kv : *all) {
+    auto config = volume_config_from_json(kv.value);
+    if (!config) {
+      CAIRN_LOG(error, "volumes", "skipping unreadable volume record '{}'", kv.key);
+      continue;
+    }
+    if (auto r = co_await open_on_owner(*config, kv.mod_revision); !r) {
+      CAIRN_LOG(error, "volumes", "cannot open volume '{}': {}", config->name,
+                r.error().message());
+      co_return r;
+    }
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<void>> VolumeManager::create(VolumeConfig config) {
+  if (auto r = validate(config); !r) {
+    co_return r;
+  }
+  auto rev = co_await meta_.put_if(key_of(config.name), to_json(config), 0);
+  if (!rev) {
+    if (rev.error() == io::errc::conflict) {
+      co_return make_error_code(errc::already_exists);
+    }
+    co_return rev.error();
+  }
+  co_return co_await open_on_owner(std::move(config), *rev);
+}
+
+Task<Result<void>> VolumeManager::remove(std::string name) {
+  std::unique_ptr<Volume> doomed;
+  int64_t revision = 0;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = volumes_.find(name);
+    if (it == volumes_.end()) {
+      co_return make_error_code(errc::not_found);
+    }
+    if (it->second.users > 0) {
+      co_return make_error_code(errc::busy);
+    }
+    revision = it->second.revision;
+    doomed = std::move(it->second.volume);
+    volumes_.erase(it);
+  }
+  // Drop every chunk the volume references, then its record.
+  Volume* v = doomed.get();
+  auto trimmed = co_await asio::co_spawn(v->executor(), v->trim(0, v->size_bytes(), {}),
+                                         asio::use_awaitable);
+  if (!trimmed) {
+    CAIRN_LOG(warn, "volumes", "deleting '{}': could not release its chunks: {}", name,
+              trimmed.error().message());
+  }
+  auto erased = co_await meta_.erase_if(key_of(name), revision);
+  if (!erased) {
+    co_return erased.error();
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<void>> VolumeManager::resize(std::string name, uint64_t new_size_bytes) {
+  Volume* v = acquire(name);
+  if (v == nullptr) {
+    co_return make_error_code(errc::not_found);
+  }
+  VolumeConfig next = v->config();
+  next.size_bytes = new_size_bytes;
+  int64_t revision = 0;
+  {
+    std::lock_guard lock(mutex_);
+    revision = volumes_.find(name)->second.revision;
+  }
+  auto resized = co_await asio::co_spawn(v->executor(), v->resize(new_size_bytes),
+                                         asio::use_awaitable);
+  if (!resized) {
+    release(v);
+    co_return resized;
+  }
+  auto rev = co_await meta_.put_if(key_of(name), to_json(next), revision);
+  if (rev) {
+    std::lock_guard lock(mutex_);
+    volumes_.find(name)->second.revision = *rev;
+  }
+  release(v);
+  if (!rev) {
+    co_return rev.error();
+  }
+  co_return Result<void>{};
+}
+
+Volume* VolumeManager::acquire(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end() || !it->second.volume) {
+    return nullptr;
+  }
+  it->second.users++;
+  return it->second.volume.get();
+}
+
+void VolumeManager::release(Volume* volume) noexcept {
+  CAIRN_ASSERT(volume != nullptr);
+  std::lock_guard lock(mutex_);
+  auto it = volumes_.find(volume->name());
+  CAIRN_ASSERT(it != volumes_.end() && it->second.users > 0);
+  it->second.users--;
+}
+
+std::vector<VolumeConfig> VolumeManager::list() const {
+  std::lock_guard lock(mutex_);
+  std::vector<VolumeConfig> out;
+  for (const auto& [name, slot] : volumes_) {
+    if (slot.volume) {
+      out.push_back(slot.volume->config());
+    }
+  }
+  return out;
+}
+
+}  // namespace cairn::blockmap

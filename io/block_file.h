@@ -1,0 +1,37 @@
+// BlockFile: a file or block device the local stores sit on. Everything the stores persist
+// goes through this interface, so the crash harness can put a simulated disk underneath
+// (FoundationDB's IAsyncFile; LevelDB's fault-injection Env).
+//
+// Implementations: UringBlockFile (O_DIRECT through the reactor's DiskRing) and SimBlockFile
+// (in memory; drops unsynced writes and tears them at 512-byte granularity on a power cut).
+//
+// Writes are volatile until sync() completes, like a disk with a write cache. Offsets and
+// lengths of O_DIRECT files must be multiples of kAlignment, and buffers aligned to it.
+//
+// Threading: owned by one thread, or as the implementation documents.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "base/asio.h"
+#include "base/result.h"
+
+namespace cairn::io {
+
+class BlockFile {
+ public:
+  static constexpr uint64_t kAlignment = 4096;
+
+  virtual ~BlockFile() = default;
+
+  virtual Task<Result<void>> read(uint64_t offset_bytes, std::span<std::byte> out) = 0;
+  virtual Task<Result<void>> write(uint64_t offset_bytes, std::span<const std::byte> data) = 0;
+  // Makes every completed write durable.
+  virtual Task<Result<void>> sync() = 0;
+  [[nodiscard]] virtual uint64_t size_bytes() const = 0;
+  // Grows the file (a block device cannot grow; errc::no_space).
+  virtual Task<Result<void>> grow(uint64_t new_size_bytes) = 0;
+};
+
+}  // namespace cairn::io

@@ -1,0 +1,141 @@
+#include "io/disk_ring.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/log.h"
+
+namespace cairn::io {
+
+DiskRing::DiskRing(asio::io_context& context, unsigned depth)
+    : context_(context), event_stream_(context), depth_(depth) {
+  CAIRN_ASSERT(depth > 0);
+  int rc = io_uring_queue_init(depth, &ring_, 0);
+  if (rc < 0) {
+    throw std::system_error(-rc, std::system_category(), "io_uring_queue_init");
+  }
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) {
+    io_uring_queue_exit(&ring_);
+    throw std::system_error(errno, std::system_category(), "eventfd");
+  }
+  rc = io_uring_register_eventfd(&ring_, event_fd_);
+  if (rc < 0) {
+    ::close(event_fd_);
+    io_uring_queue_exit(&ring_);
+    throw std::system_error(-rc, std::system_category(), "io_uring_register_eventfd");
+  }
+  event_stream_.assign(event_fd_);
+  arm_eventfd();
+}
+
+DiskRing::~DiskRing() {
+  // Operations still in the kernel would complete into freed memory; the owner must drain
+  // (stop issuing I/O and run the context) before destroying the ring.
+  CAIRN_ASSERT(in_flight_ == 0 || context_.stopped());
+  boost::system::error_code ignored;
+  event_stream_.close(ignored);
+  io_uring_queue_exit(&ring_);
+}
+
+std::error_code DiskRing::register_buffers(std::span<const iovec> buffers) noexcept {
+  int rc = io_uring_register_buffers(&ring_, buffers.data(),
+                                     static_cast<unsigned>(buffers.size()));
+  return rc < 0 ? std::error_code(-rc, std::system_category()) : std::error_code{};
+}
+
+void DiskRing::enqueue(Op* op) noexcept {
+  if (pending_head_ == nullptr && in_flight_ < depth_) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe != nullptr) {
+      op->prepare(sqe);
+      io_uring_sqe_set_data(sqe, op);
+      ++in_flight_;
+      ++prepared_;
+      schedule_submit();
+      return;
+    }
+  }
+  op->next = nullptr;
+  if (pending_tail_ != nullptr) {
+    pending_tail_->next = op;
+  } else {
+    pending_head_ = op;
+  }
+  pending_tail_ = op;
+}
+
+// Submissions made in one pass of the event loop go to the kernel in one io_uring_enter.
+void DiskRing::schedule_submit() noexcept {
+  if (submit_scheduled_) {
+    return;
+  }
+  submit_scheduled_ = true;
+  asio::post(context_, [this] {
+    submit_scheduled_ = false;
+    if (prepared_ == 0) {
+      return;
+    }
+    int rc = io_uring_submit(&ring_);
+    if (rc < 0) {
+      // The SQEs stay queued in the ring; the next pass retries. EBUSY/EAGAIN mean the
+      // completion queue is full, which reaping fixes.
+      CAIRN_LOG(warn, "disk", "io_uring_submit failed: {}",
+                std::error_code(-rc, std::system_category()).message());
+      schedule_submit();
+      return;
+    }
+    prepared_ = 0;
+  });
+}
+
+void DiskRing::submit_pending() noexcept {
+  while (pending_head_ != nullptr && in_flight_ < depth_) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      break;
+    }
+    Op* op = pending_head_;
+    pending_head_ = op->next;
+    if (pending_head_ == nullptr) {
+      pending_tail_ = nullptr;
+    }
+    op->prepare(sqe);
+    io_uring_sqe_set_data(sqe, op);
+    ++in_flight_;
+    ++prepared_;
+  }
+  if (prepared_ > 0) {
+    schedule_submit();
+  }
+}
+
+void DiskRing::arm_eventfd() noexcept {
+  event_stream_.async_read_some(
+      asio::buffer(&event_value_, sizeof event_value_),
+      [this](const boost::system::error_code& ec, std::size_t) {
+        if (ec == asio::error::operation_aborted) {
+          return;
+        }
+        reap();
+        arm_eventfd();
+      });
+}
+
+void DiskRing::reap() noexcept {
+  io_uring_cqe* cqe = nullptr;
+  // Bounded by the ring size: each pass consumes what the kernel has posted.
+  while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+    auto* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    CAIRN_ASSERT(op != nullptr);
+    CAIRN_ASSERT(in_flight_ > 0);
+    --in_flight_;
+    op->complete(res);
+  }
+  submit_pending();
+}
+
+}  // namespace cairn::io

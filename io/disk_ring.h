@@ -1,0 +1,155 @@
+// DiskRing: one liburing ring per reactor thread for disk I/O (BRIEF, "Two rings").
+//
+// Asio's own io_uring ring runs sockets and timers but takes no custom submissions, so disk
+// reads, writes and fsyncs go through this second ring. Its completion eventfd is registered
+// with io_uring_register_eventfd and read through Asio, so completions are delivered on the
+// owning reactor's thread like any other handler.
+//
+// Threading: a DiskRing belongs to one io_context and must only be used from the thread that
+// runs it. Buffers passed to an operation are borrowed until its handler runs.
+//
+// Bounds: at most `depth` operations are in the kernel at once. Further operations wait in a
+// FIFO (back-pressure, not an error); callers bound their own in-flight work.
+#pragma once
+
+#include <liburing.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <system_error>
+
+#include "base/asio.h"
+
+namespace cairn::io {
+
+class DiskRing {
+ public:
+  // Throws std::system_error if the ring cannot be created (start-up only).
+  DiskRing(asio::io_context& context, unsigned depth);
+  ~DiskRing();
+  DiskRing(const DiskRing&) = delete;
+  DiskRing& operator=(const DiskRing&) = delete;
+
+  // Registers fixed buffers for read_fixed/write_fixed (io_uring_register_buffers). The
+  // memory must outlive the ring. Returns an error if the kernel refuses.
+  [[nodiscard]] std::error_code register_buffers(std::span<const iovec> buffers) noexcept;
+
+  // Completion signature for all operations: void(std::error_code, std::size_t bytes).
+  // A short read or write is reported as success with the byte count; callers decide.
+  template <class Token>
+  auto async_read(int fd, std::span<std::byte> buffer, uint64_t offset_bytes, Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                         offset_bytes);
+    });
+  }
+
+  template <class Token>
+  auto async_write(int fd, std::span<const std::byte> buffer, uint64_t offset_bytes,
+                   Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_write(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                          offset_bytes);
+    });
+  }
+
+  // Vectored write of several buffers to one contiguous file range.
+  template <class Token>
+  auto async_writev(int fd, std::span<const iovec> iov, uint64_t offset_bytes, Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()),
+                           offset_bytes);
+    });
+  }
+
+  template <class Token>
+  auto async_read_fixed(int fd, std::span<std::byte> buffer, uint64_t offset_bytes,
+                        int buffer_index, Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_read_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                               offset_bytes, buffer_index);
+    });
+  }
+
+  template <class Token>
+  auto async_write_fixed(int fd, std::span<const std::byte> buffer, uint64_t offset_bytes,
+                         int buffer_index, Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_write_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                                offset_bytes, buffer_index);
+    });
+  }
+
+  // IORING_OP_FSYNC; with `datasync`, IORING_FSYNC_DATASYNC (fdatasync semantics).
+  template <class Token>
+  auto async_fsync(int fd, bool datasync, Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+    });
+  }
+
+  [[nodiscard]] unsigned in_flight() const noexcept { return in_flight_; }
+
+ private:
+  // An operation waiting for or in the kernel. Intrusive so the queue allocates nothing.
+  struct Op {
+    virtual void prepare(io_uring_sqe* sqe) noexcept = 0;
+    virtual void complete(int res) noexcept = 0;
+    Op* next = nullptr;
+
+   protected:
+    ~Op() = default;
+  };
+
+  template <class Prep, class Handler>
+  struct OpImpl final : Op {
+    OpImpl(Prep p, Handler h) : prep(std::move(p)), handler(std::move(h)) {}
+    void prepare(io_uring_sqe* sqe) noexcept override { prep(sqe); }
+    void complete(int res) noexcept override {
+      std::error_code ec;
+      std::size_t n = 0;
+      if (res < 0) {
+        ec = std::error_code(-res, std::system_category());
+      } else {
+        n = static_cast<std::size_t>(res);
+      }
+      Handler h = std::move(handler);
+      delete this;
+      std::move(h)(ec, n);
+    }
+    Prep prep;
+    Handler handler;
+  };
+
+  template <class Token, class Prep>
+  auto initiate(Token&& token, Prep prep) {
+    return asio::async_initiate<Token, void(std::error_code, std::size_t)>(
+        [this](auto handler, Prep p) {
+          using H = decltype(handler);
+          enqueue(new OpImpl<Prep, H>(std::move(p), std::move(handler)));
+        },
+        token, std::move(prep));
+  }
+
+  void enqueue(Op* op) noexcept;
+  void submit_pending() noexcept;
+  void schedule_submit() noexcept;
+  void arm_eventfd() noexcept;
+  void reap() noexcept;
+
+  asio::io_context& context_;
+  io_uring ring_{};
+  int event_fd_ = -1;
+  asio::posix::stream_descriptor event_stream_;
+  uint64_t event_value_ = 0;
+  unsigned depth_;
+  unsigned in_flight_ = 0;
+  unsigned prepared_ = 0;  // SQEs prepared but not yet submitted
+  bool submit_scheduled_ = false;
+  Op* pending_head_ = nullptr;  // FIFO of ops waiting for ring space
+  Op* pending_tail_ = nullptr;
+};
+
+}  // namespace cairn::io

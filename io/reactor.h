@@ -1,0 +1,67 @@
+// Reactor: one thread with one io_context (Asio's io_uring backend for sockets and timers)
+// and one DiskRing (liburing, for disk I/O). ReactorPool owns all of a node's reactors.
+//
+// This is Seastar's shard-per-core model: every volume is owned by one reactor, which orders
+// all of its requests; work for a volume is carried to its reactor instead of being locked.
+// Reactor::current() tells code which reactor's thread it is running on.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "base/asio.h"
+#include "io/disk_ring.h"
+
+namespace cairn::io {
+
+class Reactor {
+ public:
+  Reactor(unsigned index, unsigned disk_queue_depth);
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  [[nodiscard]] unsigned index() const noexcept { return index_; }
+  [[nodiscard]] asio::io_context& context() noexcept { return context_; }
+  [[nodiscard]] asio::any_io_executor executor() noexcept { return context_.get_executor(); }
+  // Only from this reactor's thread.
+  [[nodiscard]] DiskRing& disk() noexcept { return *disk_; }
+
+  // The reactor whose thread is calling, or nullptr on any other thread.
+  [[nodiscard]] static Reactor* current() noexcept;
+
+  // Runs the event loop on the calling thread until stop().
+  void run();
+  void stop() noexcept { context_.stop(); }
+
+ private:
+  unsigned index_;
+  asio::io_context context_;
+  std::unique_ptr<DiskRing> disk_;
+};
+
+class ReactorPool {
+ public:
+  // count == 0 means one reactor per core.
+  ReactorPool(unsigned count, unsigned disk_queue_depth);
+  ~ReactorPool();
+  ReactorPool(const ReactorPool&) = delete;
+  ReactorPool& operator=(const ReactorPool&) = delete;
+
+  [[nodiscard]] unsigned size() const noexcept { return static_cast<unsigned>(reactors_.size()); }
+  [[nodiscard]] Reactor& at(unsigned i) noexcept { return *reactors_[i]; }
+
+  // Starts reactors 1..n-1 on their own threads; reactor 0 runs on the caller in run().
+  void start();
+  void run();
+  // Stops every reactor; safe from any thread and from signal-handling code on a reactor.
+  void stop() noexcept;
+  // Joins the threads started by start().
+  void join();
+
+ private:
+  std::vector<std::unique_ptr<Reactor>> reactors_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace cairn::io
