@@ -9,12 +9,12 @@ namespace cairn::detail {
                               const char* function) noexcept;
 }  // namespace cairn::detail
 
-#define CAIRN_ASSERT(cond)                                                                   \
-  do {                                                                                       \
-    if (!(cond)) [[unlikely]] {                                                              \
-      ::cairn::detail::assert_fail(#cond, __FILE__, __LINE__, static_cast<const char*>(     \
-                                                              __func__));                    \
-    }                                                                                        \
+#define CAIRN_ASSERT(cond)                                                                         \
+  do {                                                                                             \
+    if (!(cond)) [[unlikely]] {                                                                    \
+      ::cairn::detail::assert_fail(#cond, __FILE__, __LINE__, static_cast<const char*>(__func__)); \
+    }                                                                                              \
   } while (false)
 
-#define CAIRN_UNREACHABLE() ::cairn::detail::assert_fail("unreachable", __FILE__, __LINE__, __func__)
+#define CAIRN_UNREACHABLE() \
+  ::cairn::detail::assert_fail("unreachable", __FILE__, __LINE__, __func__)

@@ -32,7 +32,7 @@ struct Config {
   // [nbd]
   std::string nbd_address = "0.0.0.0";
   uint16_t nbd_port = 10809;
-  std::string nbd_socket;  // empty: no Unix socket
+  std::string nbd_socket;           // empty: no Unix socket
   unsigned nbd_max_inflight = 128;  // requests in flight per connection
 
   // [admin]

@@ -26,9 +26,13 @@ const char* level_name(Level level) noexcept {
 }
 }  // namespace
 
-void set_level(Level level) noexcept { g_level.store(level, std::memory_order_relaxed); }
+void set_level(Level level) noexcept {
+  g_level.store(level, std::memory_order_relaxed);
+}
 
-Level level() noexcept { return g_level.load(std::memory_order_relaxed); }
+Level level() noexcept {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 bool parse_level(std::string_view text, Level* out) noexcept {
   if (text == "debug") {

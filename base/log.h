@@ -22,11 +22,12 @@ void set_level(Level level) noexcept;
 void write(Level level, std::string_view module, const std::string& message) noexcept;
 
 namespace detail {
-inline void format_to(std::ostringstream& out, std::string_view fmt) { out << fmt; }
+inline void format_to(std::ostringstream& out, std::string_view fmt) {
+  out << fmt;
+}
 
 template <class Arg, class... Args>
-void format_to(std::ostringstream& out, std::string_view fmt, const Arg& arg,
-               const Args&... args) {
+void format_to(std::ostringstream& out, std::string_view fmt, const Arg& arg, const Args&... args) {
   auto pos = fmt.find("{}");
   if (pos == std::string_view::npos) {
     out << fmt;
@@ -46,10 +47,9 @@ template <class... Args>
 
 }  // namespace cairn::log
 
-#define CAIRN_LOG(lvl, module, ...)                                                     \
-  do {                                                                                  \
-    if (::cairn::log::Level::lvl >= ::cairn::log::level()) {                            \
-      ::cairn::log::write(::cairn::log::Level::lvl, module,                             \
-                          ::cairn::log::format(__VA_ARGS__));                           \
-    }                                                                                   \
+#define CAIRN_LOG(lvl, module, ...)                                                             \
+  do {                                                                                          \
+    if (::cairn::log::Level::lvl >= ::cairn::log::level()) {                                    \
+      ::cairn::log::write(::cairn::log::Level::lvl, module, ::cairn::log::format(__VA_ARGS__)); \
+    }                                                                                           \
   } while (false)

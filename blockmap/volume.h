@@ -38,8 +38,8 @@ struct Extent {
 };
 
 struct VolumeStats {
-  uint64_t logical_bytes = 0;     // the volume's size
-  uint64_t mapped_bytes = 0;      // bytes of chunks the map references (after zero detection)
+  uint64_t logical_bytes = 0;  // the volume's size
+  uint64_t mapped_bytes = 0;   // bytes of chunks the map references (after zero detection)
   uint64_t reads = 0, writes = 0, flushes = 0, trims = 0, zeroes = 0;
   uint64_t read_bytes = 0, write_bytes = 0;
 };

@@ -11,11 +11,12 @@ namespace cairn::blockmap {
 namespace {
 constexpr std::string_view kPrefix = "volume/";
 
-std::string key_of(std::string_view name) { return std::string(kPrefix) + std::string(name); }
+std::string key_of(std::string_view name) {
+  return std::string(kPrefix) + std::string(name);
+}
 }  // namespace
 
-VolumeManager::VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store,
-                             io::MetaStore& meta)
+VolumeManager::VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store, io::MetaStore& meta)
     : reactors_(reactors), store_(store), meta_(meta) {}
 
 VolumeManager::~VolumeManager() = default;
@@ -38,8 +39,7 @@ unsigned VolumeManager::reactor_for(std::string_view name) const noexcept {
 Task<Result<void>> VolumeManager::open_on_owner(VolumeConfig config, int64_t revision) {
   io::Reactor& owner = reactors_.at(reactor_for(config.name));
   auto opened = co_await asio::co_spawn(
-      owner.executor(), Volume::open(config, store_, meta_, owner.executor()),
-      asio::use_awaitable);
+      owner.executor(), Volume::open(config, store_, meta_, owner.executor()), asio::use_awaitable);
   if (!opened) {
     co_return opened.error();
   }
@@ -62,8 +62,7 @@ Task<Result<void>> VolumeManager::load() {
       continue;
     }
     if (auto r = co_await open_on_owner(*config, kv.mod_revision); !r) {
-      CAIRN_LOG(error, "volumes", "cannot open volume '{}': {}", config->name,
-                r.error().message());
+      CAIRN_LOG(error, "volumes", "cannot open volume '{}': {}", config->name, r.error().message());
       co_return r;
     }
   }
@@ -102,8 +101,8 @@ Task<Result<void>> VolumeManager::remove(std::string name) {
   }
   // Drop every chunk the volume references, then its record.
   Volume* v = doomed.get();
-  auto trimmed = co_await asio::co_spawn(v->executor(), v->trim(0, v->size_bytes(), {}),
-                                         asio::use_awaitable);
+  auto trimmed =
+      co_await asio::co_spawn(v->executor(), v->trim(0, v->size_bytes(), {}), asio::use_awaitable);
   if (!trimmed) {
     CAIRN_LOG(warn, "volumes", "deleting '{}': could not release its chunks: {}", name,
               trimmed.error().message());
@@ -127,8 +126,8 @@ Task<Result<void>> VolumeManager::resize(std::string name, uint64_t new_size_byt
     std::lock_guard lock(mutex_);
     revision = volumes_.find(name)->second.revision;
   }
-  auto resized = co_await asio::co_spawn(v->executor(), v->resize(new_size_bytes),
-                                         asio::use_awaitable);
+  auto resized =
+      co_await asio::co_spawn(v->executor(), v->resize(new_size_bytes), asio::use_awaitable);
   if (!resized) {
     release(v);
     co_return resized;

@@ -13,26 +13,25 @@ namespace {
 constexpr uint64_t kChecksumSeed = 0x636169726e2d636bull;  // "cairn-ck"
 }
 
-ChunkHasher::ChunkHasher(Kind kind, std::span<const std::byte> cluster_key,
-                         unsigned address_bits)
+ChunkHasher::ChunkHasher(Kind kind, std::span<const std::byte> cluster_key, unsigned address_bits)
     : kind_(kind), address_bits_(address_bits) {
   CAIRN_ASSERT(address_bits >= 8 && address_bits <= 128);
   CAIRN_ASSERT(!cluster_key.empty());
   static_assert(kSecretBytes >= XXH3_SECRET_SIZE_MIN);
-  XXH_errorcode rc = XXH3_generateSecret(secret_.data(), secret_.size(), cluster_key.data(),
-                                         cluster_key.size());
+  XXH_errorcode rc =
+      XXH3_generateSecret(secret_.data(), secret_.size(), cluster_key.data(), cluster_key.size());
   CAIRN_ASSERT(rc == XXH_OK);
   CAIRN_ASSERT(sodium_init() >= 0);
   crypto_generichash(blake_key_.data(), blake_key_.size(),
-                     reinterpret_cast<const unsigned char*>(cluster_key.data()),
-                     cluster_key.size(), nullptr, 0);
+                     reinterpret_cast<const unsigned char*>(cluster_key.data()), cluster_key.size(),
+                     nullptr, 0);
 }
 
 ChunkId ChunkHasher::address(std::span<const std::byte> data, uint32_t ordinal) const noexcept {
   ChunkId id;
   if (kind_ == Kind::xxh3) {
-    XXH128_hash_t h = XXH3_128bits_withSecret(data.data(), data.size(), secret_.data(),
-                                              secret_.size());
+    XXH128_hash_t h =
+        XXH3_128bits_withSecret(data.data(), data.size(), secret_.data(), secret_.size());
     id.lo = h.low64;
     id.hi = h.high64;
   } else {

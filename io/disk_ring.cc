@@ -40,8 +40,7 @@ DiskRing::~DiskRing() {
 }
 
 std::error_code DiskRing::register_buffers(std::span<const iovec> buffers) noexcept {
-  int rc = io_uring_register_buffers(&ring_, buffers.data(),
-                                     static_cast<unsigned>(buffers.size()));
+  int rc = io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
   return rc < 0 ? std::error_code(-rc, std::system_category()) : std::error_code{};
 }
 
@@ -112,15 +111,14 @@ void DiskRing::submit_pending() noexcept {
 }
 
 void DiskRing::arm_eventfd() noexcept {
-  event_stream_.async_read_some(
-      asio::buffer(&event_value_, sizeof event_value_),
-      [this](const boost::system::error_code& ec, std::size_t) {
-        if (ec == asio::error::operation_aborted) {
-          return;
-        }
-        reap();
-        arm_eventfd();
-      });
+  event_stream_.async_read_some(asio::buffer(&event_value_, sizeof event_value_),
+                                [this](const boost::system::error_code& ec, std::size_t) {
+                                  if (ec == asio::error::operation_aborted) {
+                                    return;
+                                  }
+                                  reap();
+                                  arm_eventfd();
+                                });
 }
 
 void DiskRing::reap() noexcept {

@@ -59,8 +59,7 @@ class DiskRing {
   template <class Token>
   auto async_writev(int fd, std::span<const iovec> iov, uint64_t offset_bytes, Token&& token) {
     return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
-      io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()),
-                           offset_bytes);
+      io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), offset_bytes);
     });
   }
 

@@ -8,14 +8,14 @@ namespace cairn::io {
 
 enum class errc {
   ok = 0,
-  io_error = 1,         // the device returned an error or a short transfer
-  checksum_mismatch,    // a chunk or record failed its checksum on read
-  not_found,            // no such chunk or key
-  no_space,             // the store is full
-  conflict,             // compare-and-swap lost: the revision changed
-  corrupt,              // on-disk structure is inconsistent beyond repair
-  invalid_argument,     // a caller passed a bad size or range
-  shutting_down,        // the store is closing
+  io_error = 1,       // the device returned an error or a short transfer
+  checksum_mismatch,  // a chunk or record failed its checksum on read
+  not_found,          // no such chunk or key
+  no_space,           // the store is full
+  conflict,           // compare-and-swap lost: the revision changed
+  corrupt,            // on-disk structure is inconsistent beyond repair
+  invalid_argument,   // a caller passed a bad size or range
+  shutting_down,      // the store is closing
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

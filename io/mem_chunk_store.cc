@@ -87,7 +87,9 @@ Task<Result<void>> MemChunkStore::unref(std::span<const ChunkId> ids) {
   co_return Result<void>{};
 }
 
-Task<Result<void>> MemChunkStore::flush() { co_return Result<void>{}; }
+Task<Result<void>> MemChunkStore::flush() {
+  co_return Result<void>{};
+}
 
 ChunkStoreStats MemChunkStore::stats() const {
   std::lock_guard lock(mutex_);

@@ -10,7 +10,9 @@ thread_local Reactor* t_current = nullptr;
 Reactor::Reactor(unsigned index, unsigned disk_queue_depth)
     : index_(index), context_(1), disk_(std::make_unique<DiskRing>(context_, disk_queue_depth)) {}
 
-Reactor* Reactor::current() noexcept { return t_current; }
+Reactor* Reactor::current() noexcept {
+  return t_current;
+}
 
 void Reactor::run() {
   CAIRN_ASSERT(t_current == nullptr);
@@ -42,7 +44,9 @@ void ReactorPool::start() {
   }
 }
 
-void ReactorPool::run() { reactors_[0]->run(); }
+void ReactorPool::run() {
+  reactors_[0]->run();
+}
 
 void ReactorPool::stop() noexcept {
   for (auto& r : reactors_) {

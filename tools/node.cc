@@ -38,8 +38,7 @@ std::vector<std::byte> load_or_create_secret(const std::filesystem::path& dir) {
   return key;
 }
 
-Task<void> start_volumes(blockmap::VolumeManager& volumes, const NodeOptions& options,
-                         bool& ok) {
+Task<void> start_volumes(blockmap::VolumeManager& volumes, const NodeOptions& options, bool& ok) {
   auto loaded = co_await volumes.load();
   if (!loaded) {
     CAIRN_LOG(error, "node", "cannot load volumes: {}", loaded.error().message());
@@ -98,24 +97,23 @@ int run_node(const Config& config, const NodeOptions& options) {
     });
 
     bool volumes_ok = false;
-    asio::co_spawn(main, start_volumes(volumes, options, volumes_ok),
-                   [&](std::exception_ptr e) {
-                     if (e || !volumes_ok) {
-                       reactors.stop();
-                       return;
-                     }
-                     try {
-                       nbd.start();
-                     } catch (const std::system_error& err) {
-                       CAIRN_LOG(error, "node", "cannot listen for NBD on {}:{}: {}",
-                                 nbd_options.address, nbd_options.port, err.what());
-                       volumes_ok = false;
-                       reactors.stop();
-                       return;
-                     }
-                     CAIRN_LOG(info, "node", "serving {} volume(s); NBD on {}:{}",
-                               volumes.list().size(), nbd_options.address, nbd_options.port);
-                   });
+    asio::co_spawn(main, start_volumes(volumes, options, volumes_ok), [&](std::exception_ptr e) {
+      if (e || !volumes_ok) {
+        reactors.stop();
+        return;
+      }
+      try {
+        nbd.start();
+      } catch (const std::system_error& err) {
+        CAIRN_LOG(error, "node", "cannot listen for NBD on {}:{}: {}", nbd_options.address,
+                  nbd_options.port, err.what());
+        volumes_ok = false;
+        reactors.stop();
+        return;
+      }
+      CAIRN_LOG(info, "node", "serving {} volume(s); NBD on {}:{}", volumes.list().size(),
+                nbd_options.address, nbd_options.port);
+    });
     reactors.start();
     reactors.run();
     reactors.stop();

@@ -10,7 +10,7 @@
 namespace cairn {
 
 struct NodeOptions {
-  std::string demo_volume;       // created on start if missing (quick start)
+  std::string demo_volume;  // created on start if missing (quick start)
   uint64_t demo_size_bytes = 0;
 };
 

@@ -21,8 +21,8 @@ namespace cairn::target::nbd {
 struct ServerOptions {
   std::string address = "0.0.0.0";
   uint16_t port = 10809;
-  std::string unix_path;         // empty: no Unix socket
-  unsigned max_inflight = 128;   // requests in flight per connection
+  std::string unix_path;        // empty: no Unix socket
+  unsigned max_inflight = 128;  // requests in flight per connection
 };
 
 class Server {
