@@ -9,6 +9,7 @@ namespace cairn {
 namespace asio = boost::asio;
 
 // Completion token that returns errors as values: `auto [ec, n] = co_await op(..., use_tuple);`
+// NOLINTNEXTLINE(readability-identifier-naming): named like asio::use_awaitable.
 inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 template <class T>
