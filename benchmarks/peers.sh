@@ -30,20 +30,14 @@ out_file=""
 servers="cairnd,qemu-nbd,nbdkit-file,nbdkit-null"
 cairnd_bin=""
 build=1
-workdir=""
-keep=0
+workdir_arg=""
+
+bench_name=peers.sh
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 usage() {
   sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
-
-die() {
-  echo "peers.sh: $*" >&2
-  exit 1
-}
-
-log() {
-  echo "peers.sh: $*" >&2
 }
 
 while [[ $# -gt 0 ]]; do
@@ -56,123 +50,45 @@ while [[ $# -gt 0 ]]; do
     --servers) servers="$2"; shift 2 ;;
     --cairnd) cairnd_bin="$2"; build=0; shift 2 ;;
     --no-build) build=0; shift ;;
-    --workdir) workdir="$2"; shift 2 ;;
+    --workdir) workdir_arg="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument '$1'" ;;
+    *) usage >&2; bench_die "unknown argument '$1'" ;;
   esac
 done
 
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
-[[ "$runtime_s" =~ ^[1-9][0-9]*$ ]] || die "--runtime must be a positive number of seconds"
-[[ "$ramp_s" =~ ^[0-9]+$ ]] || die "--ramp must be a number of seconds"
-size_bytes="$(numfmt --from=iec "$size")" || die "--size '$size' is not a size (e.g. 1G)"
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || bench_die "--runs must be a positive integer"
+[[ "$runtime_s" =~ ^[1-9][0-9]*$ ]] || bench_die "--runtime must be a positive number of seconds"
+[[ "$ramp_s" =~ ^[0-9]+$ ]] || bench_die "--ramp must be a number of seconds"
+size_bytes="$(bench_size "$size")"
 ((size_bytes >= 64 * 1024 * 1024 && size_bytes % (1024 * 1024) == 0)) ||
-  die "--size must be a multiple of 1M and at least 64M"
+  bench_die "--size must be a multiple of 1M and at least 64M"
+bench_need fio nbdinfo nbdkit qemu-nbd python3 numfmt du
 
-for tool in fio nbdinfo nbdkit qemu-nbd python3 numfmt du; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed (tools/install-deps installs it)"
-done
-
-# --- work dir and cleanup -------------------------------------------------------------------
-if [[ -z "$workdir" ]]; then
-  workdir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-peers.XXXXXX")"
-else
-  mkdir -p "$workdir"
-fi
+bench_workdir "$workdir_arg"
+machine_start="$(bench_machine)"
 results="$workdir/results"
 rm -rf "$results"
 mkdir -p "$results"
 
-declare -A pid uri datadir
-started=()
-
-cleanup() {
-  local name
-  for name in "${started[@]}"; do
-    kill "${pid[$name]}" 2>/dev/null || true
-  done
-  for name in "${started[@]}"; do
-    wait "${pid[$name]}" 2>/dev/null || true
-  done
-  if ((keep == 0)); then
-    rm -rf "$workdir"
-  else
-    log "kept $workdir"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until the export answers, or the server exits, or 60 s pass.
-wait_ready() {
-  local name="$1" i
-  for ((i = 0; i < 600; i++)); do
-    if ! kill -0 "${pid[$name]}" 2>/dev/null; then
-      return 1
-    fi
-    if nbdinfo --size "${uri[$name]}" >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-notes=()
-
-# start NAME COMMAND...: runs a server in the background, logging to the work dir.
-start() {
-  local name="$1"
-  shift
-  "$@" >"$workdir/$name.log" 2>&1 &
-  pid[$name]=$!
-  started+=("$name")
-  if ! wait_ready "$name"; then
-    log "$name did not start; its log:"
-    tail -n 20 "$workdir/$name.log" >&2 || true
-    notes+=("$name did not serve an export, so it has no rows: $(tail -n 1 "$workdir/$name.log")")
-    kill "${pid[$name]}" 2>/dev/null || true
-    unset "uri[$name]"
-    return 1
-  fi
-  log "$name serving ${uri[$name]}"
-}
-
-start_cairnd() {
-  local name="$1" cache_bytes="$2" port admin
-  port="$(free_port)"
-  admin="$(free_port)"
-  datadir[$name]="$workdir/$name-data"
-  mkdir -p "${datadir[$name]}"
-  uri[$name]="nbd://127.0.0.1:$port/bench"
-  start "$name" "$cairnd_bin" --set "node.data_dir=${datadir[$name]}" \
-    --set nbd.address=127.0.0.1 --set "nbd.port=$port" --set "admin.port=$admin" \
-    --set "cache.read_bytes=$cache_bytes" --demo-volume "bench:$size_bytes" || true
-}
-
 start_qemu_nbd() {
   local port
-  port="$(free_port)"
+  port="$(bench_free_port)"
   truncate -s "$size_bytes" "$workdir/qemu-nbd.img"
-  datadir[qemu-nbd]="$workdir/qemu-nbd.img"
-  uri[qemu-nbd]="nbd://127.0.0.1:$port/bench"
+  datadir["qemu-nbd"]="$workdir/qemu-nbd.img"
+  uri["qemu-nbd"]="nbd://127.0.0.1:$port/bench"
   # --shared: the 2-job cell opens two connections; --persistent: survive disconnects.
-  start qemu-nbd qemu-nbd --cache=none --aio=io_uring --format=raw --bind=127.0.0.1 \
+  bench_start qemu-nbd qemu-nbd --cache=none --aio=io_uring --format=raw --bind=127.0.0.1 \
     --port="$port" --export-name=bench --shared=16 --persistent "$workdir/qemu-nbd.img" || true
 }
 
 start_nbdkit() {
   local name="$1" port
   shift
-  port="$(free_port)"
+  port="$(bench_free_port)"
   uri[$name]="nbd://127.0.0.1:$port/bench"
-  start "$name" nbdkit --foreground --exit-with-parent --ipaddr=127.0.0.1 --port="$port" \
-    "$@" || true
+  bench_start "$name" nbdkit --foreground --exit-with-parent --ipaddr=127.0.0.1 \
+    --port="$port" "$@" || true
 }
 
 # --- cairnd build ---------------------------------------------------------------------------
@@ -183,26 +99,26 @@ if want cairnd; then
     cairnd_bin="$repo/build/bench/tools/cairnd"
   fi
   if ((build == 1)); then
-    log "building the release cairnd in build/bench"
-    (cd "$repo" && cmake --preset release -B build/bench >/dev/null &&
-      ninja -C build/bench cairnd >&2) || die "cannot build cairnd"
+    bench_build_cairnd "$repo"
   fi
-  [[ -x "$cairnd_bin" ]] || die "no cairnd at $cairnd_bin (build it or pass --cairnd)"
+  [[ -x "$cairnd_bin" ]] || bench_die "no cairnd at $cairnd_bin (build it or pass --cairnd)"
 fi
 
 # --- start everything -----------------------------------------------------------------------
 hot_cache=$((size_bytes + size_bytes / 4))
 cold_cache=$((size_bytes / 8))
 if want cairnd; then
-  start_cairnd cairnd-hot "$hot_cache"
-  start_cairnd cairnd-cold "$cold_cache"
+  bench_start_cairnd cairnd-hot "$cairnd_bin" bench "$size_bytes" \
+    --set "cache.read_bytes=$hot_cache" || true
+  bench_start_cairnd cairnd-cold "$cairnd_bin" bench "$size_bytes" \
+    --set "cache.read_bytes=$cold_cache" || true
 fi
 if want qemu-nbd; then
   start_qemu_nbd
 fi
 if want nbdkit-file; then
   truncate -s "$size_bytes" "$workdir/nbdkit-file.img"
-  datadir[nbdkit-file]="$workdir/nbdkit-file.img"
+  datadir["nbdkit-file"]="$workdir/nbdkit-file.img"
   start_nbdkit nbdkit-file file "$workdir/nbdkit-file.img"
 fi
 if want nbdkit-null; then
@@ -215,45 +131,45 @@ for name in cairnd-hot cairnd-cold qemu-nbd nbdkit-file nbdkit-null; do
     active+=("$name")
   fi
 done
-((${#active[@]} > 0)) || die "no server is serving"
+((${#active[@]} > 0)) || bench_die "no server is serving"
 
 # --- preconditioning ------------------------------------------------------------------------
-disk_bytes() {
-  du -sB1 "$1" | cut -f1
-}
-
-# Bytes BLOCK_STATUS (base:allocation) reports as data, not hole.
-allocated_bytes() {
-  nbdinfo --map "$1" | awk '{ if (int($3) % 2 == 0) sum += $2 } END { printf "%d\n", sum }'
+# physical_bytes NAME: what NAME stores right now, and how that was measured (tab-separated).
+physical_bytes() {
+  local name="$1" stat
+  if [[ "$name" == cairnd-* ]]; then
+    stat="$(bench_store_stat "$name" physical_bytes)"
+    if [[ -n "$stat" ]]; then
+      printf '%s\t%s\n' "$stat" "growth of the store's physical_bytes (admin API)"
+      return
+    fi
+    printf '%s\t%s\n' "$(bench_disk_bytes "${datadir[$name]}")" "growth of du of the data dir"
+    return
+  fi
+  printf '%s\t%s\n' "$(bench_disk_bytes "${datadir[$name]}")" "du of the backing file"
 }
 
 precondition() {
-  local name="$1" before after physical method allocated
-  before=0
-  method="du of the backing file"
+  local name="$1" before="" after method="(no backing store)" physical="n/a" allocated
   if [[ -n "${datadir[$name]:-}" ]]; then
-    before="$(disk_bytes "${datadir[$name]}")"
-    [[ "$name" == cairnd-* ]] && method="growth of du of the data dir"
+    IFS=$'\t' read -r before method < <(physical_bytes "$name")
   fi
-  log "preconditioning $name with random data"
+  bench_log "preconditioning $name with random data"
   fio --name=precondition --ioengine=nbd --uri="${uri[$name]}" --rw=write --bs=1M --iodepth=8 \
     --size="$size_bytes" --refill_buffers --end_fsync=1 --output-format=json \
     --output="$workdir/$name.precondition.json" >/dev/null ||
-    die "preconditioning $name failed"
-  physical="n/a"
-  if [[ -n "${datadir[$name]:-}" ]]; then
-    after="$(disk_bytes "${datadir[$name]}")"
+    bench_die "preconditioning $name failed"
+  if [[ -n "$before" ]]; then
+    IFS=$'\t' read -r after method < <(physical_bytes "$name")
     physical=$((after - before))
-  else
-    method="(no backing store)"
   fi
-  allocated="$(allocated_bytes "${uri[$name]}" 2>/dev/null || echo n/a)"
+  allocated="$(bench_allocated_bytes "${uri[$name]}" 2>/dev/null || echo n/a)"
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$size_bytes" "$physical" "$allocated" "$method" \
     >>"$results/precondition.tsv"
   # One sequential read so that "hot" servers hold the working set.
   fio --name=warm --ioengine=nbd --uri="${uri[$name]}" --rw=read --bs=1M --iodepth=8 \
     --size="$size_bytes" --output-format=json --output="$workdir/$name.warm.json" >/dev/null ||
-    die "warm-up read of $name failed"
+    bench_die "warm-up read of $name failed"
 }
 
 for name in "${active[@]}"; do
@@ -281,7 +197,7 @@ run_cell() {
     --size="$size_bytes" --time_based --runtime="$runtime_s" --ramp_time="$ramp_s" \
     --refill_buffers --group_reporting --output-format=json \
     --output="$results/$name.$cell.$run.json" >/dev/null ||
-    log "fio failed: $name $cell run $run"
+    bench_log "fio failed: $name $cell run $run"
 }
 
 for ((run = 1; run <= runs; run++)); do
@@ -291,7 +207,7 @@ for ((run = 1; run <= runs; run++)); do
       if [[ "$name" == cairnd-cold && "$cell" == *write* ]]; then
         continue
       fi
-      log "run $run/$runs: $cell on $name"
+      bench_log "run $run/$runs: $cell on $name"
       run_cell "$name" "$cell" "$run"
     done
   done
@@ -301,11 +217,8 @@ done
 commit="$(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
 store_note="$(git -C "$repo" log -1 --format='%h %s (%cs)' -- io/ 2>/dev/null || echo unknown)"
 store_note="last io/ commit: $store_note"
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-machine="$machine, $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, kernel $(uname -r)"
-machine="$machine, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%s\n' "${notes[@]+"${notes[@]}"}" >"$results/notes.txt"
-META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" META_MACHINE="$machine" META_FIO="$(fio --version)" \
+META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" META_MACHINE="$machine_start; at the end: load average $(cut -d" " -f1-3 /proc/loadavg)" META_FIO="$(fio --version)" \
   META_COMMIT="$commit" META_STORE="$store_note" META_RUNS="$runs" META_RUNTIME="$runtime_s" \
   META_RAMP="$ramp_s" META_SIZE="$size_bytes" META_HOT="$hot_cache" META_COLD="$cold_cache" \
   python3 - "$results" <<'PY'
@@ -327,5 +240,5 @@ report="$(python3 "$here/fio_json.py" peers "$results")"
 printf '%s\n' "$report"
 if [[ -n "$out_file" ]]; then
   printf '%s\n' "$report" >"$out_file"
-  log "wrote $out_file"
+  bench_log "wrote $out_file"
 fi
