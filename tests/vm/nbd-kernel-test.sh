@@ -145,7 +145,7 @@ boot() {
   local accel="$1" port="$2" limit_s="$3"
   local kernel="$cache/vmlinux"
   [[ -f "$kernel" ]] || kernel="$cache/vmlinuz"
-  local append="console=ttyS0 panic=-1 loglevel=4 cairn.test=nbd cairn.host=10.0.2.2"
+  local append="console=ttyS0 panic=-1 cairn.test=nbd cairn.host=10.0.2.2"
   append+=" cairn.port=$port cairn.volume=$volume cairn.size=$size_bytes"
   timeout -k 10 "$limit_s" qemu-system-x86_64 -accel "$accel" -m 1024 -smp 1 \
     -kernel "$kernel" -initrd "$cache/initramfs.cpio" -append "$append" \
@@ -155,20 +155,23 @@ boot() {
 }
 
 # Nested KVM can accept a guest and then never run it (seen on this project's machines), so a
-# KVM boot that shows no sign of the guest's init within 20 s falls back to software emulation.
-# CAIRN_VM_ACCEL=tcg skips KVM.
+# KVM boot that prints no kernel banner within 10 s falls back to software emulation, and that
+# verdict is remembered in the cache for this host kernel and qemu. CAIRN_VM_ACCEL=tcg skips KVM.
 accel=""
 run_guest() {
   local port="$1" rc=0
-  if [[ -r /dev/kvm && -w /dev/kvm && "${CAIRN_VM_ACCEL:-auto}" != tcg ]]; then
+  local kvm_verdict="$cache/kvm-broken" host_id
+  host_id="$(uname -r) $(qemu-system-x86_64 --version | head -n1)"
+  if [[ -r /dev/kvm && -w /dev/kvm && "${CAIRN_VM_ACCEL:-auto}" != tcg ]] &&
+    [[ "$(cat "$kvm_verdict" 2>/dev/null)" != "$host_id" ]]; then
     boot kvm "$port" "$timeout_s" &
     local qemu=$! i
-    for ((i = 0; i < 200; i++)); do
-      grep -aq "cairn-vm:" "$work/guest.log" 2>/dev/null && break
+    for ((i = 0; i < 100; i++)); do
+      grep -aq "Linux version" "$work/guest.log" 2>/dev/null && break
       kill -0 "$qemu" 2>/dev/null || break
       sleep 0.1
     done
-    if grep -aq "cairn-vm:" "$work/guest.log" 2>/dev/null; then
+    if grep -aq "Linux version" "$work/guest.log" 2>/dev/null; then
       accel=kvm
       wait "$qemu" || rc=$?
       check_qemu_status "$rc"
@@ -177,7 +180,9 @@ run_guest() {
     kill -TERM "$qemu" 2>/dev/null || true
     wait "$qemu" || true
     cp "$work/guest.log" "$work/guest-kvm.log"
-    echo "KVM did not boot the guest within 20 s; using software emulation" >&2
+    echo "$host_id" >"$kvm_verdict"
+    echo "KVM did not boot the guest within 10 s; using software emulation from now on" \
+      "(delete $kvm_verdict to retry KVM)" >&2
   fi
   accel=tcg
   boot tcg "$port" "$timeout_s" || rc=$?
