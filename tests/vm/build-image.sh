@@ -96,7 +96,7 @@ image_key() {
   stat -L -c '%n %s %Y' /bin/busybox "${binaries[@]}" $(libraries)
 }
 
-# Downloads (once) and unpacks the kernel package; prints the unpacked tree.
+# Downloads (once) and unpacks the whole kernel package; prints the unpacked tree.
 fetch_kernel() {
   local pkg="$1" version="$2"
   local debdir="$outdir/debs"
@@ -113,6 +113,7 @@ fetch_kernel() {
   fi
   local tree="$outdir/kernel-tree"
   rm -rf "$tree"
+  log "unpacking $(basename "$deb")"
   dpkg -x "$deb" "$tree"
   echo "$tree"
 }
@@ -134,14 +135,16 @@ extract_vmlinux() {
   fi
 }
 
-# Copies vmlinuz and the needed modules (with their dependencies, in load order) into $root.
+# Copies vmlinuz, vmlinux and the needed modules (with their dependencies, and their load order
+# in etc/modules.order) from the unpacked package into $stage.
 stage_kernel() {
-  local tree="$1" root="$2"
-  local kver
+  local tree="$1" stage="$2"
+  local kver root="$stage/root"
   kver="$(basename "$(ls -d "$tree"/lib/modules/*/ | head -n1)")"
-  cp "$tree/boot/vmlinuz-$kver" "$outdir/vmlinuz.new"
-  extract_vmlinux "$outdir/vmlinuz.new" "$outdir/vmlinux.new"
+  cp "$tree/boot/vmlinuz-$kver" "$stage/vmlinuz"
+  extract_vmlinux "$stage/vmlinuz" "$stage/vmlinux"
   depmod -b "$tree" "$kver"
+  mkdir -p "$root/etc"
   local order="$root/etc/modules.order"
   : >"$order"
   local m line path rel
@@ -163,6 +166,27 @@ stage_kernel() {
   cp "$tree/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} \
     "$root/lib/modules/$kver/"
   depmod -b "$root" "$kver"
+}
+
+# Makes $outdir/kernel hold the staged kernel for this package and module list. Unpacking the
+# package takes most of a rebuild, so the stage is kept while only the user space changes.
+# Bump kernel_stage_format when stage_kernel changes.
+readonly kernel_stage_format=1
+kernel_stage() {
+  local pkg="$1" version="$2"
+  local stage="$outdir/kernel"
+  local key="format $kernel_stage_format; $pkg $version; ${modules[*]}"
+  if [[ -f "$stage/stage.key" && "$(cat "$stage/stage.key")" == "$key" ]]; then
+    return 0
+  fi
+  local tree
+  tree="$(fetch_kernel "$pkg" "$version")"
+  rm -rf "$stage" "$stage.new"
+  mkdir -p "$stage.new"
+  stage_kernel "$tree" "$stage.new"
+  rm -rf "$tree"
+  echo "$key" >"$stage.new/stage.key"
+  mv "$stage.new" "$stage"
 }
 
 # Copies a host file (following symlinks) to a new path inside the image.
@@ -206,21 +230,20 @@ stage_userspace() {
 
 build() {
   local pkg="$1" version="$2" key="$3"
-  local tree root
-  tree="$(fetch_kernel "$pkg" "$version")"
-  root="$outdir/root.new"
+  kernel_stage "$pkg" "$version"
+  local root="$outdir/root.new"
   rm -rf "$root"
-  mkdir -p "$root"
+  cp -a "$outdir/kernel/root" "$root"
   stage_userspace "$root"
-  stage_kernel "$tree" "$root"
-  rm -rf "$tree"
   log "packing initramfs"
   (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
     /bin/busybox cpio -o -H newc -R 0:0 >"$outdir/initramfs.cpio.new")
   rm -rf "$root"
-  mv "$outdir/vmlinuz.new" "$outdir/vmlinuz"
+  ln -f "$outdir/kernel/vmlinuz" "$outdir/vmlinuz"
   rm -f "$outdir/vmlinux"
-  [[ -f "$outdir/vmlinux.new" ]] && mv "$outdir/vmlinux.new" "$outdir/vmlinux"
+  if [[ -f "$outdir/kernel/vmlinux" ]]; then
+    ln -f "$outdir/kernel/vmlinux" "$outdir/vmlinux"
+  fi
   mv "$outdir/initramfs.cpio.new" "$outdir/initramfs.cpio"
   printf '%s\n' "$key" >"$outdir/image.key"
 }
