@@ -67,6 +67,17 @@ setup_system() {
   [ -d "/lib/modules/$kver" ] || fail "modules for kernel $kver are not in the image"
 }
 
+# Every tool in the image starts (its shared libraries resolve) and reports its version. Busybox's
+# shell prefers its own applets to PATH, and busybox has a mke2fs applet, hence the full path
+# (the tests call e2fsprogs as mkfs.ext4, which is no applet).
+check_tools() {
+  run nbd-client -V
+  run /bin/mke2fs -V
+  run fio --version
+  run iscsiadm --version
+  run iscsid --version
+}
+
 setup_network() {
   ip link set lo up
   local i=0
@@ -131,7 +142,7 @@ test_nbd() {
 
   say "attach, mkfs, write"
   nbd_connect
-  run mkfs.ext4 -q -F -b 4096 /dev/nbd0
+  run /bin/mkfs.ext4 -q -F -b 4096 /dev/nbd0
   run mount -t ext4 /dev/nbd0 /mnt
   write_files
   run umount /mnt
@@ -164,6 +175,7 @@ main() {
   port="$(param cairn.port)" || port=10809
   volume="$(param cairn.volume)" || fail "no cairn.volume="
   size_bytes="$(param cairn.size)" || fail "no cairn.size="
+  check_tools
   setup_network
   case "$test_name" in
     nbd) test_nbd ;;
