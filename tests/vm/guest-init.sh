@@ -69,7 +69,7 @@ setup_system() {
 
 # Every tool in the image starts (its shared libraries resolve) and reports its version. Busybox's
 # shell prefers its own applets to PATH, and busybox has a mke2fs applet, hence the full path
-# (the tests call e2fsprogs as mkfs.ext4, which is no applet).
+# (the tests call e2fsprogs by path too).
 check_tools() {
   run nbd-client -V
   run /bin/mke2fs -V
