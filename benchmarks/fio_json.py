@@ -124,6 +124,27 @@ def peers_table(runs, servers):
     return out
 
 
+def overview_table(runs, servers):
+    """One row per server, the BRIEF's shape: IOPS for 4K cells, MB/s for 1M cells."""
+    head = "| server |"
+    rule = "|---|"
+    for cell, label, _ in CELLS:
+        head += f" {label}{' MB/s' if cell.startswith('1m') else ' IOPS'} |"
+        rule += "---:|"
+    out = [head, rule]
+    for server in servers:
+        row = f"| {SERVER_LABELS.get(server, server)} |"
+        for cell, _, _ in CELLS:
+            samples = runs.get((server, cell))
+            if not samples:
+                row += " - |"
+                continue
+            iops, mbps, _ = medians(samples)
+            row += f" {mbps:,.0f} |" if cell.startswith("1m") else f" {iops / 1000:,.1f}k |"
+        out.append(row)
+    return out
+
+
 def precondition_table(path):
     out = ["| server | logical bytes | physical bytes written | physical/logical "
            "| BLOCK_STATUS allocated | how physical was measured | check |",
@@ -175,6 +196,7 @@ def peers_report(results_dir):
         lines.append(f"- NOTE: {note}")
     lines += ["", "### Preconditioning check", ""] + precondition_table(
         os.path.join(results_dir, "precondition.tsv"))
+    lines += ["", "### Overview (medians)", ""] + overview_table(runs, servers)
     lines += ["", "### Results (medians)", "",
               "Ratios are cairnd/server: above 1 means cairnd has more IOPS (better) or a "
               "longer p99 (worse). Read cells compare cairnd hot with nbdkit file and the "
