@@ -14,6 +14,7 @@
 #include "io/mem_meta_store.h"
 #include "io/reactor.h"
 #include "target/nbd/server.h"
+#include "tools/admin_server.h"
 
 namespace cairn {
 namespace {
@@ -84,6 +85,10 @@ int run_node(const Config& config, const NodeOptions& options) {
     nbd_options.unix_path = config.nbd_socket;
     nbd_options.max_inflight = config.nbd_max_inflight;
     target::nbd::Server nbd(reactors, volumes, nbd_options);
+    AdminOptions admin_options;
+    admin_options.address = config.admin_address;
+    admin_options.port = config.admin_port;
+    AdminServer admin(reactors.at(0), volumes, store, metrics::Registry::global(), admin_options);
 
     asio::io_context& main = reactors.at(0).context();
     asio::signal_set signals(main, SIGINT, SIGTERM);
@@ -93,6 +98,7 @@ int run_node(const Config& config, const NodeOptions& options) {
       }
       CAIRN_LOG(info, "node", "signal {}: stopping", signo);
       nbd.stop();
+      admin.stop();
       reactors.stop();
     });
 
@@ -107,6 +113,15 @@ int run_node(const Config& config, const NodeOptions& options) {
       } catch (const std::system_error& err) {
         CAIRN_LOG(error, "node", "cannot listen for NBD on {}:{}: {}", nbd_options.address,
                   nbd_options.port, err.what());
+        volumes_ok = false;
+        reactors.stop();
+        return;
+      }
+      try {
+        admin.start();
+      } catch (const std::exception& err) {
+        CAIRN_LOG(error, "node", "cannot listen for the admin API on {}:{}: {}",
+                  admin_options.address, admin_options.port, err.what());
         volumes_ok = false;
         reactors.stop();
         return;
