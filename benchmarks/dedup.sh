@@ -95,7 +95,7 @@ ratio() {
 
 num() {
   if [[ "$1" =~ ^[0-9]+$ ]]; then
-    numfmt --grouping "$1"
+    python3 -c "print(f'{$1:,}')"
   else
     echo "$1"
   fi
@@ -179,8 +179,7 @@ bench_stop "$name"
   echo ""
   echo "- machine: $machine_start"
   echo "- cairnd: commit $(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
-  echo "- cairnd's store at this commit: last io/ commit" \
-    "$(git -C "$repo" log -1 --format='%h %s (%cs)' -- io/ 2>/dev/null || echo unknown)"
+  echo "- cairnd's store at this commit: $(bench_store_note "$repo")"
   echo "- physical bytes are growth during the step; n/a means the admin API did not answer"
   echo "- check: $readback"
   for note in "${notes[@]+"${notes[@]}"}"; do

@@ -115,7 +115,7 @@ def peers_table(runs, servers):
                 ref_samples = runs.get((ref, cell))
                 if ref_samples:
                     r_iops, _, r_p99 = medians(ref_samples)
-                    tag = " (" + ref.split("-")[1] + ")"
+                    tag = " (" + ref.split("-")[1] + ")" if is_read else ""
                     ratio_iops = fmt_ratio(r_iops, iops) + tag
                     ratio_p99 = fmt_ratio(r_p99, p99) + tag
             out.append(f"| {label} | {SERVER_LABELS.get(server, server)} | {iops:,.0f} "

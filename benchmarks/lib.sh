@@ -32,7 +32,7 @@ bench_need() {
 
 # bench_size TEXT: "1G" -> bytes, or dies.
 bench_size() {
-  numfmt --from=iec "$1" 2>/dev/null || bench_die "'$1' is not a size (e.g. 1G, 256M)"
+  numfmt --from=iec "${1^^}" 2>/dev/null || bench_die "'$1' is not a size (e.g. 1G, 256M)"
 }
 
 # bench_workdir [DIR]: creates the work dir (a fresh temporary one by default).
@@ -176,4 +176,15 @@ bench_machine() {
   cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
   echo "$(nproc) cores ($cpu), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM," \
     "kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# bench_store_note REPO: which chunk store cairnd wires at the checked-out tree, and the last
+# commits that touched the store and the daemon, for the report's caveat.
+bench_store_note() {
+  local kind
+  kind="$(grep -oE 'io::[A-Za-z]*ChunkStore [a-z_]+[({]' "$1/tools/node.cc" 2>/dev/null |
+    head -n 1 | cut -d' ' -f1)"
+  echo "tools/node.cc wires ${kind:-an unknown store};" \
+    "last io/ commit $(git -C "$1" log -1 --format='%h %s (%cs)' -- io/ 2>/dev/null);" \
+    "last tools/ commit $(git -C "$1" log -1 --format='%h %s (%cs)' -- tools/ 2>/dev/null)"
 }

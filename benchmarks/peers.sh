@@ -215,8 +215,11 @@ done
 
 # --- report ---------------------------------------------------------------------------------
 commit="$(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
-store_note="$(git -C "$repo" log -1 --format='%h %s (%cs)' -- io/ 2>/dev/null || echo unknown)"
-store_note="last io/ commit: $store_note"
+store_note="$(bench_store_note "$repo")"
+if [[ "$store_note" == *MemChunkStore* ]]; then
+  notes+=("cairnd keeps chunks in RAM (MemChunkStore) at this commit: its cold rows are not" \
+    "cold and its writes are not durable, so no cairnd row is comparable with qemu-nbd yet")
+fi
 printf '%s\n' "${notes[@]+"${notes[@]}"}" >"$results/notes.txt"
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" META_MACHINE="$machine_start; at the end: load average $(cut -d" " -f1-3 /proc/loadavg)" META_FIO="$(fio --version)" \
   META_COMMIT="$commit" META_STORE="$store_note" META_RUNS="$runs" META_RUNTIME="$runtime_s" \
