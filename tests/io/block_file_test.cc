@@ -1,0 +1,176 @@
+// Tests of the BlockFile implementations: the simulated disk's crash model and the io_uring
+// file (O_DIRECT) on a temporary file.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "io/aligned_buffer.h"
+#include "io/disk_ring.h"
+#include "io/errors.h"
+#include "io/sim_block_file.h"
+#include "io/uring_block_file.h"
+#include "tests/test_util.h"
+
+namespace cairn::io {
+namespace {
+
+AlignedBuffer filled(std::size_t n, uint64_t seed) {
+  AlignedBuffer b(n);
+  auto p = test::pattern(n, seed);
+  std::memcpy(b.data(), p.data(), n);
+  return b;
+}
+
+bool same(const AlignedBuffer& a, const AlignedBuffer& b, std::size_t off, std::size_t n) {
+  return std::memcmp(a.data() + off, b.data() + off, n) == 0;
+}
+
+TEST(SimBlockFile, ReadsBackWritesAndLosesUnsyncedOnes) {
+  asio::io_context ctx;
+  SimBlockFile disk(64 * 1024);
+  auto a = filled(8192, 1);
+  auto b = filled(8192, 2);
+  AlignedBuffer out(8192);
+  ASSERT_TRUE(test::run(ctx, disk.write(0, a.span())));
+  ASSERT_TRUE(test::run(ctx, disk.sync()));
+  ASSERT_TRUE(test::run(ctx, disk.write(0, b.span())));
+  ASSERT_TRUE(test::run(ctx, disk.read(0, out.span())));
+  EXPECT_TRUE(same(out, b, 0, 8192));
+  EXPECT_EQ(disk.unsynced_writes(), 1u);
+  EXPECT_EQ(disk.power_cut(7, SimBlockFile::CutMode::drop_all), 1u);
+  ASSERT_TRUE(test::run(ctx, disk.read(0, out.span())));
+  EXPECT_TRUE(same(out, a, 0, 8192));
+}
+
+TEST(SimBlockFile, RandomCutsDropKeepAndTearAtSectorGranularity) {
+  asio::io_context ctx;
+  auto a = filled(4096, 1);
+  auto b = filled(4096, 2);
+  int dropped = 0, kept = 0, torn = 0;
+  for (uint64_t seed = 0; seed < 64; ++seed) {
+    SimBlockFile disk(4096);
+    ASSERT_TRUE(test::run(ctx, disk.write(0, a.span())));
+    ASSERT_TRUE(test::run(ctx, disk.sync()));
+    ASSERT_TRUE(test::run(ctx, disk.write(0, b.span())));
+    disk.power_cut(seed);
+    AlignedBuffer out(4096);
+    ASSERT_TRUE(test::run(ctx, disk.read(0, out.span())));
+    int new_sectors = 0;
+    for (std::size_t s = 0; s < 4096; s += 512) {
+      bool is_new = same(out, b, s, 512);
+      ASSERT_TRUE(is_new || same(out, a, s, 512)) << "sector holds neither old nor new bytes";
+      new_sectors += is_new;
+    }
+    dropped += new_sectors == 0;
+    kept += new_sectors == 8;
+    torn += new_sectors > 0 && new_sectors < 8;
+  }
+  EXPECT_GT(dropped, 0);
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(torn, 0);
+}
+
+TEST(SimBlockFile, RejectsMisalignedAndOutOfRangeIo) {
+  asio::io_context ctx;
+  SimBlockFile disk(8192);
+  AlignedBuffer buf(8192);
+  EXPECT_EQ(test::run(ctx, disk.write(512, buf.span().first(4096))).error(),
+            errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, disk.write(0, buf.span().first(1000))).error(), errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, disk.read(4096, buf.span())).error(), errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, disk.read(0, buf.span().subspan(8, 4096))).error(),
+            errc::invalid_argument);
+}
+
+TEST(SimBlockFile, CorruptsSectorsAndInjectsErrors) {
+  asio::io_context ctx;
+  SimBlockFile disk(8192, 16384);
+  auto a = filled(8192, 3);
+  ASSERT_TRUE(test::run(ctx, disk.write(0, a.span())));
+  ASSERT_TRUE(test::run(ctx, disk.sync()));
+  disk.corrupt_sector(4096 + 700);
+  AlignedBuffer out(8192);
+  ASSERT_TRUE(test::run(ctx, disk.read(0, out.span())));
+  EXPECT_TRUE(same(out, a, 0, 4096 + 512));
+  EXPECT_FALSE(same(out, a, 4096 + 512, 512));
+  EXPECT_TRUE(same(out, a, 4096 + 1024, 4096 - 1024));
+  disk.fail_writes_after(1);
+  EXPECT_TRUE(test::run(ctx, disk.write(0, a.span())));
+  EXPECT_EQ(test::run(ctx, disk.write(0, a.span())).error(), errc::io_error);
+  EXPECT_EQ(test::run(ctx, disk.sync()).error(), errc::io_error);
+  EXPECT_EQ(test::run(ctx, disk.grow(32768)).error(), errc::no_space);
+  EXPECT_TRUE(test::run(ctx, disk.grow(16384)));
+  EXPECT_EQ(disk.size_bytes(), 16384u);
+}
+
+class TempPath {
+ public:
+  TempPath() {
+    std::string tmpl = "/tmp/cairn-blockfile-XXXXXX";
+    int fd = ::mkstemp(tmpl.data());
+    ::close(fd);
+    ::unlink(tmpl.c_str());
+    path_ = tmpl;
+  }
+  ~TempPath() { ::unlink(path_.c_str()); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(UringBlockFile, CreatesGrowsWritesReadsAndSyncs) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 8);
+  TempPath tmp;
+  UringBlockFile::Options options;
+  options.initial_size_bytes = 64 * 1024;
+  auto file = UringBlockFile::open(tmp.path(), options, &ring);
+  ASSERT_TRUE(file) << file.error().message();
+  EXPECT_EQ((*file)->size_bytes(), 64u * 1024);
+  EXPECT_TRUE((*file)->direct_io());
+  EXPECT_FALSE((*file)->is_block_device());
+  auto a = filled(3u << 20, 9);  // larger than one submission
+  EXPECT_EQ(test::run(ctx, (*file)->write(0, a.span())).error(), errc::invalid_argument);
+  ASSERT_TRUE(test::run(ctx, (*file)->grow(4u << 20)));
+  ASSERT_TRUE(test::run(ctx, (*file)->write(4096, a.span())));
+  ASSERT_TRUE(test::run(ctx, (*file)->sync()));
+  file->reset();
+
+  options.initial_size_bytes = 0;
+  auto again = UringBlockFile::open(tmp.path(), options, &ring);
+  ASSERT_TRUE(again);
+  EXPECT_EQ((*again)->size_bytes(), 4u << 20);
+  AlignedBuffer out(3u << 20);
+  ASSERT_TRUE(test::run(ctx, (*again)->read(4096, out.span())));
+  EXPECT_TRUE(same(out, a, 0, out.size()));
+}
+
+TEST(UringBlockFile, RejectsBadRequests) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 8);
+  TempPath tmp;
+  UringBlockFile::Options options;
+  options.initial_size_bytes = 8192;
+  auto file = UringBlockFile::open(tmp.path(), options, &ring);
+  ASSERT_TRUE(file);
+  AlignedBuffer buf(8192);
+  EXPECT_EQ(test::run(ctx, (*file)->read(100, buf.span().first(4096))).error(),
+            errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, (*file)->read(0, buf.span().subspan(512, 4096))).error(),
+            errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, (*file)->write(8192, buf.span())).error(), errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, (*file)->grow(5000)).error(), errc::invalid_argument);
+
+  options.create = false;
+  auto missing = UringBlockFile::open(tmp.path() + ".missing", options, &ring);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error(), std::errc::no_such_file_or_directory);
+  auto dir = UringBlockFile::open("/tmp", options, &ring);
+  EXPECT_FALSE(dir);
+}
+
+}  // namespace
+}  // namespace cairn::io
