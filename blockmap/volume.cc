@@ -10,6 +10,9 @@
 namespace cairn::blockmap {
 namespace {
 
+// Chunks per store.put() call in a large write: new chunks of one call land together on disk.
+constexpr uint64_t kChunksPerBatch = 64;
+
 bool all_zero(std::span<const std::byte> data) noexcept {
   return std::all_of(data.begin(), data.end(), [](std::byte b) { return b == std::byte{0}; });
 }
@@ -21,23 +24,65 @@ std::error_code store_error(std::error_code ec) {
 
 }  // namespace
 
-Volume::Volume(VolumeConfig config, io::ChunkStore& store, io::MetaStore& meta,
-               asio::any_io_executor owner)
-    : config_(std::move(config)), store_(store), meta_(meta), owner_(std::move(owner)) {
-  uint64_t chunks = (config_.size_bytes + config_.chunk_size_bytes - 1) / config_.chunk_size_bytes;
-  map_.resize(chunks);
-  stats_.logical_bytes = config_.size_bytes;
+std::string Volume::root_key(std::string_view name) {
+  return "volume-root/" + std::string(name);
 }
+
+std::string Volume::journal_name(std::string_view name) {
+  return "volume-" + std::string(name);
+}
+
+Volume::Volume(VolumeConfig config, io::ChunkStore& store, std::unique_ptr<DurableMap> map,
+               asio::any_io_executor owner)
+    : config_(std::move(config)), store_(store), map_(std::move(map)), owner_(std::move(owner)) {}
 
 Volume::~Volume() = default;
 
-Task<Result<std::unique_ptr<Volume>>> Volume::open(VolumeConfig config, io::ChunkStore& store,
-                                                   io::MetaStore& meta,
+Task<Result<std::unique_ptr<Volume>>> Volume::open(VolumeConfig config,
+                                                   const VolumeStorage& storage,
                                                    asio::any_io_executor owner) {
   if (auto r = validate(config); !r) {
     co_return r.error();
   }
-  co_return std::unique_ptr<Volume>(new Volume(std::move(config), store, meta, owner));
+  DurableMapOptions options;
+  options.cache_bytes = storage.map_cache_bytes;
+  auto map = co_await DurableMap::open(root_key(config.name), journal_name(config.name),
+                                       config.size_bytes, config.chunk_size_bytes, storage.store,
+                                       storage.meta, storage.logs, options);
+  if (!map) {
+    co_return map.error();
+  }
+  if ((*map)->size_bytes() != config.size_bytes) {
+    CAIRN_LOG(warn, "volume", "{}: size {} from the map root overrides the config's {}",
+              config.name, (*map)->size_bytes(), config.size_bytes);
+    config.size_bytes = (*map)->size_bytes();
+  }
+  co_return std::unique_ptr<Volume>(
+      new Volume(std::move(config), storage.store, std::move(*map), std::move(owner)));
+}
+
+Task<Result<std::unique_ptr<Volume>>> Volume::open(VolumeConfig config, io::ChunkStore& store,
+                                                   io::MetaStore& meta,
+                                                   asio::any_io_executor owner) {
+  co_return co_await open(std::move(config), VolumeStorage{store, meta}, std::move(owner));
+}
+
+VolumeStats Volume::stats() const noexcept {
+  VolumeStats s = stats_;
+  s.logical_bytes = config_.size_bytes;
+  s.mapped_bytes = map_->mapped_chunks() * config_.chunk_size_bytes;
+  s.referenced_bytes = s.mapped_bytes;
+  io::ChunkStoreStats store = store_.stats();
+  s.store_physical_bytes = store.physical_bytes;
+  s.store_referenced_bytes = store.referenced_bytes;
+  ChunkMap::Stats cache = map_->cache_stats();
+  s.map_cache_pages = cache.cached_pages;
+  s.map_cache_max_pages = cache.max_cached_pages;
+  s.map_cache_hits = cache.hits;
+  s.map_cache_misses = cache.misses;
+  s.map_page_writes = cache.page_writes;
+  s.map_checkpoints = map_->checkpoints();
+  return s;
 }
 
 Result<void> Volume::check_range(uint64_t offset_bytes, uint64_t length_bytes) const noexcept {
@@ -47,15 +92,39 @@ Result<void> Volume::check_range(uint64_t offset_bytes, uint64_t length_bytes) c
   return {};
 }
 
+Result<void> Volume::check_write(uint64_t offset_bytes, uint64_t length_bytes) const noexcept {
+  if (!can_write()) {
+    return make_error_code(errc::read_only);
+  }
+  return check_range(offset_bytes, length_bytes);
+}
+
+// Locks the chunks under a non-empty byte range, then checks the range again: a resize may
+// have run while this request waited.
+Task<Result<RangeLock::Guard>> Volume::lock_range(uint64_t offset_bytes, uint64_t length_bytes,
+                                                  RangeLock::Mode mode) {
+  CAIRN_ASSERT(length_bytes > 0);
+  const uint64_t cs = config_.chunk_size_bytes;
+  auto guard =
+      co_await chunk_locks_.lock(offset_bytes / cs, (offset_bytes + length_bytes - 1) / cs, mode);
+  if (auto r = check_range(offset_bytes, length_bytes); !r) {
+    co_return r.error();
+  }
+  co_return std::move(guard);
+}
+
+// Holds a lock on chunk `index`.
 Task<Result<void>> Volume::read_chunk(uint64_t index, std::span<std::byte> out) {
   CAIRN_ASSERT(out.size() == config_.chunk_size_bytes);
-  const io::ChunkId id = map_[index];
-  if (id.is_null()) {
+  auto id = co_await map_->get(index);
+  if (!id) {
+    co_return id.error();
+  }
+  if (id->is_null()) {
     std::memset(out.data(), 0, out.size());
     co_return Result<void>{};
   }
-  auto r = co_await store_.get(id, out);
-  if (!r) {
+  if (auto r = co_await store_.get(*id, out); !r) {
     co_return store_error(r.error());
   }
   co_return Result<void>{};
@@ -65,21 +134,26 @@ Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out)
   if (auto r = check_range(offset_bytes, out.size()); !r) {
     co_return r;
   }
+  if (out.empty()) {
+    co_return Result<void>{};
+  }
+  auto guard = co_await lock_range(offset_bytes, out.size(), RangeLock::Mode::shared);
+  if (!guard) {
+    co_return guard.error();
+  }
   const uint64_t cs = config_.chunk_size_bytes;
   std::vector<std::byte> bounce;
-  uint64_t done = 0;
-  while (done < out.size()) {
+  for (uint64_t done = 0; done < out.size();) {
     uint64_t pos = offset_bytes + done;
-    uint64_t index = pos / cs;
     uint64_t within = pos % cs;
     uint64_t n = std::min<uint64_t>(cs - within, out.size() - done);
     if (within == 0 && n == cs) {
-      if (auto r = co_await read_chunk(index, out.subspan(done, cs)); !r) {
+      if (auto r = co_await read_chunk(pos / cs, out.subspan(done, cs)); !r) {
         co_return r;
       }
     } else {
       bounce.resize(cs);
-      if (auto r = co_await read_chunk(index, bounce); !r) {
+      if (auto r = co_await read_chunk(pos / cs, bounce); !r) {
         co_return r;
       }
       std::memcpy(out.data() + done, bounce.data() + within, n);
@@ -91,22 +165,75 @@ Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out)
   co_return Result<void>{};
 }
 
-Task<Result<void>> Volume::set_chunks(uint64_t first_index, std::span<const io::ChunkId> ids) {
-  std::vector<io::ChunkId> old;
+// Holds the locks. Maps consecutive chunks; each id carries a reference the map takes over.
+Task<Result<void>> Volume::map_chunks(uint64_t first_index, std::span<const io::ChunkId> ids) {
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    io::ChunkId& slot = map_[first_index + i];
-    if (!slot.is_null()) {
-      old.push_back(slot);
-      stats_.mapped_bytes -= config_.chunk_size_bytes;
-    }
-    slot = ids[i];
-    if (!slot.is_null()) {
-      stats_.mapped_bytes += config_.chunk_size_bytes;
+    if (auto r = co_await map_->set(first_index + i, ids[i]); !r) {
+      // The map dropped ids[i]; the ids it never saw are dropped here.
+      std::vector<io::ChunkId> rest;
+      std::copy_if(ids.begin() + static_cast<std::ptrdiff_t>(i) + 1, ids.end(),
+                   std::back_inserter(rest), [](const io::ChunkId& id) { return !id.is_null(); });
+      if (!rest.empty()) {
+        (void)co_await store_.unref(rest);
+      }
+      co_return r;
     }
   }
-  if (!old.empty()) {
-    if (auto r = co_await store_.unref(old); !r) {
+  co_return Result<void>{};
+}
+
+// Holds the locks. Stores whole chunks (all-zero ones become holes) and maps them.
+Task<Result<void>> Volume::store_chunks(uint64_t first_index,
+                                        std::span<const std::span<const std::byte>> chunks) {
+  std::vector<io::ChunkId> ids(chunks.size());
+  std::vector<std::span<const std::byte>> to_put;
+  std::vector<std::size_t> slots;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (!all_zero(chunks[i])) {
+      to_put.push_back(chunks[i]);
+      slots.push_back(i);
+    }
+  }
+  if (!to_put.empty()) {
+    std::vector<io::ChunkId> put_ids(to_put.size());
+    if (auto r = co_await store_.put(to_put, put_ids); !r) {
       co_return store_error(r.error());
+    }
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      ids[slots[k]] = put_ids[k];
+    }
+  }
+  co_return co_await map_chunks(first_index, ids);
+}
+
+// Holds the locks. Whole chunks go straight to the store; partial ones are read-modify-write.
+Task<Result<void>> Volume::write_locked(uint64_t offset_bytes, std::span<const std::byte> data) {
+  const uint64_t cs = config_.chunk_size_bytes;
+  std::vector<std::byte> head, tail;
+  std::vector<std::span<const std::byte>> batch;
+  uint64_t batch_first = offset_bytes / cs;
+  for (uint64_t done = 0; done < data.size();) {
+    uint64_t pos = offset_bytes + done;
+    uint64_t within = pos % cs;
+    uint64_t n = std::min<uint64_t>(cs - within, data.size() - done);
+    std::span<const std::byte> chunk = data.subspan(done, n);
+    if (within != 0 || n != cs) {
+      std::vector<std::byte>& bounce = done == 0 ? head : tail;
+      bounce.resize(cs);
+      if (auto r = co_await read_chunk(pos / cs, bounce); !r) {
+        co_return r;
+      }
+      std::memcpy(bounce.data() + within, chunk.data(), n);
+      chunk = bounce;
+    }
+    batch.push_back(chunk);
+    done += n;
+    if (batch.size() == kChunksPerBatch || done == data.size()) {
+      if (auto r = co_await store_chunks(batch_first, batch); !r) {
+        co_return r;
+      }
+      batch_first += batch.size();
+      batch.clear();
     }
   }
   co_return Result<void>{};
@@ -114,73 +241,58 @@ Task<Result<void>> Volume::set_chunks(uint64_t first_index, std::span<const io::
 
 Task<Result<void>> Volume::after_write(WriteFlags flags) {
   if (flags.fua || config_.durability == Durability::write_through) {
-    co_return co_await flush();
+    co_return co_await map_->commit();
   }
   co_return Result<void>{};
 }
 
 Task<Result<void>> Volume::write(uint64_t offset_bytes, std::span<const std::byte> data,
                                  WriteFlags flags) {
-  if (!can_write()) {
-    co_return make_error_code(errc::read_only);
-  }
-  if (auto r = check_range(offset_bytes, data.size()); !r) {
+  if (auto r = check_write(offset_bytes, data.size()); !r) {
     co_return r;
   }
-  const uint64_t cs = config_.chunk_size_bytes;
-  std::vector<std::byte> bounce;
-  uint64_t done = 0;
-  while (done < data.size()) {
-    uint64_t pos = offset_bytes + done;
-    uint64_t index = pos / cs;
-    uint64_t within = pos % cs;
-    uint64_t n = std::min<uint64_t>(cs - within, data.size() - done);
-    std::span<const std::byte> chunk = data.subspan(done, n);
-    if (within != 0 || n != cs) {
-      // Read-modify-write of a partial chunk.
-      bounce.resize(cs);
-      if (auto r = co_await read_chunk(index, bounce); !r) {
-        co_return r;
-      }
-      std::memcpy(bounce.data() + within, chunk.data(), n);
-      chunk = bounce;
+  if (!data.empty()) {
+    auto guard = co_await lock_range(offset_bytes, data.size(), RangeLock::Mode::exclusive);
+    if (!guard) {
+      co_return guard.error();
     }
-    io::ChunkId id;
-    if (!all_zero(chunk)) {
-      std::span<const std::byte> one[1] = {chunk};
-      if (auto r = co_await store_.put(one, std::span<io::ChunkId>(&id, 1)); !r) {
-        co_return store_error(r.error());
-      }
-    }
-    if (auto r = co_await set_chunks(index, std::span<const io::ChunkId>(&id, 1)); !r) {
+    if (auto r = co_await write_locked(offset_bytes, data); !r) {
       co_return r;
     }
-    done += n;
   }
   stats_.writes++;
   stats_.write_bytes += data.size();
   co_return co_await after_write(flags);
 }
 
-Task<Result<void>> Volume::write_zero_range(uint64_t offset_bytes, uint64_t length_bytes) {
+// Holds the locks. Whole chunks become holes, or with `keep_allocated` real zero chunks;
+// partial chunks at the edges are read-modify-write.
+Task<Result<void>> Volume::zero_locked(uint64_t offset_bytes, uint64_t length_bytes,
+                                       bool keep_allocated) {
   const uint64_t cs = config_.chunk_size_bytes;
-  std::vector<std::byte> zeroes;
-  uint64_t done = 0;
-  while (done < length_bytes) {
+  std::vector<std::byte> zeroes(cs);
+  std::vector<std::byte> bounce(cs);
+  for (uint64_t done = 0; done < length_bytes;) {
     uint64_t pos = offset_bytes + done;
-    uint64_t index = pos / cs;
     uint64_t within = pos % cs;
     uint64_t n = std::min<uint64_t>(cs - within, length_bytes - done);
-    if (within == 0 && n == cs) {
-      io::ChunkId hole;
-      if (auto r = co_await set_chunks(index, std::span<const io::ChunkId>(&hole, 1)); !r) {
+    std::span<const std::byte> chunk = zeroes;
+    if (within != 0 || n != cs) {
+      if (auto r = co_await read_chunk(pos / cs, bounce); !r) {
         co_return r;
       }
-    } else {
-      zeroes.assign(n, std::byte{0});
-      if (auto r = co_await write(pos, zeroes); !r) {
-        co_return r;
+      std::memset(bounce.data() + within, 0, n);
+      chunk = bounce;
+    }
+    io::ChunkId id;
+    if (keep_allocated || !all_zero(chunk)) {
+      std::span<const std::byte> one[1] = {chunk};
+      if (auto r = co_await store_.put(one, std::span<io::ChunkId>(&id, 1)); !r) {
+        co_return store_error(r.error());
       }
+    }
+    if (auto r = co_await map_->set(pos / cs, id); !r) {
+      co_return r;
     }
     done += n;
   }
@@ -188,47 +300,66 @@ Task<Result<void>> Volume::write_zero_range(uint64_t offset_bytes, uint64_t leng
 }
 
 Task<Result<void>> Volume::trim(uint64_t offset_bytes, uint64_t length_bytes, WriteFlags flags) {
-  if (!can_write()) {
-    co_return make_error_code(errc::read_only);
-  }
-  if (auto r = check_range(offset_bytes, length_bytes); !r) {
+  if (auto r = check_write(offset_bytes, length_bytes); !r) {
     co_return r;
+  }
+  if (length_bytes > 0) {
+    auto guard = co_await lock_range(offset_bytes, length_bytes, RangeLock::Mode::exclusive);
+    if (!guard) {
+      co_return guard.error();
+    }
+    if (auto r = co_await zero_locked(offset_bytes, length_bytes, false); !r) {
+      co_return r;
+    }
   }
   stats_.trims++;
-  if (auto r = co_await write_zero_range(offset_bytes, length_bytes); !r) {
-    co_return r;
-  }
   co_return co_await after_write(flags);
 }
 
 Task<Result<void>> Volume::write_zeroes(uint64_t offset_bytes, uint64_t length_bytes,
                                         WriteFlags flags) {
-  if (!can_write()) {
-    co_return make_error_code(errc::read_only);
-  }
-  if (auto r = check_range(offset_bytes, length_bytes); !r) {
+  if (auto r = check_write(offset_bytes, length_bytes); !r) {
     co_return r;
+  }
+  if (length_bytes > 0) {
+    auto guard = co_await lock_range(offset_bytes, length_bytes, RangeLock::Mode::exclusive);
+    if (!guard) {
+      co_return guard.error();
+    }
+    if (auto r = co_await zero_locked(offset_bytes, length_bytes, flags.no_hole); !r) {
+      co_return r;
+    }
   }
   stats_.zeroes++;
-  // A hole reads as zeroes. With no_hole the range must stay allocated, which this
-  // first map cannot express, so it is the same as a hole here.
-  if (auto r = co_await write_zero_range(offset_bytes, length_bytes); !r) {
-    co_return r;
-  }
   co_return co_await after_write(flags);
 }
 
 Task<Result<void>> Volume::flush() {
   stats_.flushes++;
-  auto r = co_await store_.flush();
-  if (!r) {
-    co_return store_error(r.error());
-  }
-  co_return Result<void>{};
+  co_return co_await map_->commit();
 }
 
 Task<Result<void>> Volume::cache(uint64_t offset_bytes, uint64_t length_bytes) {
-  co_return check_range(offset_bytes, length_bytes);
+  if (auto r = check_range(offset_bytes, length_bytes); !r) {
+    co_return r;
+  }
+  if (length_bytes == 0) {
+    co_return Result<void>{};
+  }
+  // Reading the chunks pulls them (and their map pages) into the caches.
+  auto guard = co_await lock_range(offset_bytes, length_bytes, RangeLock::Mode::shared);
+  if (!guard) {
+    co_return guard.error();
+  }
+  const uint64_t cs = config_.chunk_size_bytes;
+  std::vector<std::byte> scratch(cs);
+  for (uint64_t index = offset_bytes / cs; index <= (offset_bytes + length_bytes - 1) / cs;
+       ++index) {
+    if (auto r = co_await read_chunk(index, scratch); !r) {
+      co_return r;
+    }
+  }
+  co_return Result<void>{};
 }
 
 Task<Result<void>> Volume::block_status(uint64_t offset_bytes, uint64_t length_bytes,
@@ -237,12 +368,17 @@ Task<Result<void>> Volume::block_status(uint64_t offset_bytes, uint64_t length_b
     co_return r;
   }
   const uint64_t cs = config_.chunk_size_bytes;
-  uint64_t done = 0;
-  while (done < length_bytes) {
+  for (uint64_t done = 0; done < length_bytes;) {
     uint64_t pos = offset_bytes + done;
-    uint64_t index = pos / cs;
     uint64_t n = std::min<uint64_t>(cs - pos % cs, length_bytes - done);
-    bool allocated = !map_[index].is_null();
+    if (pos >= config_.size_bytes) {
+      co_return make_error_code(errc::out_of_range);  // shrunk while we were suspended
+    }
+    auto id = co_await map_->get(pos / cs);
+    if (!id) {
+      co_return id.error();
+    }
+    bool allocated = !id->is_null();
     if (!out.empty() && out.back().allocated == allocated &&
         out.back().offset_bytes + out.back().length_bytes == pos) {
       out.back().length_bytes += n;
@@ -260,18 +396,26 @@ Task<Result<void>> Volume::resize(uint64_t new_size_bytes) {
   if (auto r = validate(next); !r) {
     co_return r;
   }
+  auto guard = co_await chunk_locks_.lock(0, UINT64_MAX, RangeLock::Mode::exclusive);
   const uint64_t cs = config_.chunk_size_bytes;
-  uint64_t chunks = (new_size_bytes + cs - 1) / cs;
-  if (chunks < map_.size()) {
-    std::vector<io::ChunkId> holes(map_.size() - chunks);
-    if (auto r = co_await set_chunks(chunks, holes); !r) {
+  if (new_size_bytes < config_.size_bytes && new_size_bytes % cs != 0) {
+    // Zero the tail of the new last chunk, so that growing again reads zeroes there.
+    uint64_t tail_bytes = cs - new_size_bytes % cs;
+    uint64_t tail_end = std::min(config_.size_bytes, new_size_bytes + tail_bytes);
+    if (auto r = co_await zero_locked(new_size_bytes, tail_end - new_size_bytes, false); !r) {
       co_return r;
     }
   }
-  map_.resize(chunks);
+  if (auto r = co_await map_->resize(new_size_bytes); !r) {
+    co_return r;
+  }
   config_.size_bytes = new_size_bytes;
-  stats_.logical_bytes = new_size_bytes;
   co_return Result<void>{};
+}
+
+Task<Result<void>> Volume::destroy() {
+  auto guard = co_await chunk_locks_.lock(0, UINT64_MAX, RangeLock::Mode::exclusive);
+  co_return co_await map_->destroy();
 }
 
 }  // namespace cairn::blockmap

@@ -1,5 +1,7 @@
 // Volume: a virtual disk. Maps byte ranges onto chunks (chunk index -> ChunkId) in a
-// ChunkStore, and persists that map through the MetaStore (docs/architecture.md).
+// ChunkStore through a DurableMap: a paged ChunkMap, a journal of map updates (a RecordLog
+// from the LogFactory) and checkpoints under a versioned root in the MetaStore
+// (docs/volumes.md).
 //
 // Front ends (target/) see only this class: they ask its capabilities instead of knowing the
 // backend, and never see placement.
@@ -7,12 +9,15 @@
 // Threading: a Volume is owned by one reactor (executor()). Every method must be called on
 // that reactor's thread; the VolumeManager hands connections to the right thread. Requests
 // from all connections are therefore ordered by one thread, which is what makes multi-conn
-// flush and NBD+iSCSI coherence simple.
+// flush and NBD+iSCSI coherence simple. Requests interleave at suspension points: writes,
+// trims and zeroes hold an exclusive lock on their chunk range (so a read-modify-write never
+// loses a concurrent update), reads a shared one.
 //
-// Semantics (BRIEF, "Semantics that must be right"): a write is acknowledged when the map
-// holds it; flush() makes every write completed before it durable; a FUA write (or any write
-// in write-through mode) is durable when it completes. Never-written and trimmed ranges read
-// as zeroes and store nothing.
+// Semantics (BRIEF, "Semantics that must be right"; NBD proto.md, "Ordering of messages and
+// writes"): a write is acknowledged when the map holds it; flush() makes every write completed
+// before it durable; a FUA write (or any write in write-through mode) is durable when it
+// completes. Never-written and trimmed ranges read as zeroes and store nothing. A chunk is
+// replaced whole, so a logical block is never a mix of two writes after a crash.
 //
 // Buffers passed to an operation are borrowed until its awaitable completes.
 #pragma once
@@ -20,13 +25,18 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/asio.h"
 #include "base/result.h"
+#include "blockmap/durable_map.h"
+#include "blockmap/range_lock.h"
 #include "blockmap/volume_config.h"
 #include "io/chunk_store.h"
 #include "io/meta_store.h"
+#include "io/record_log.h"
 
 namespace cairn::blockmap {
 
@@ -38,8 +48,15 @@ struct Extent {
 };
 
 struct VolumeStats {
-  uint64_t logical_bytes = 0;  // the volume's size
-  uint64_t mapped_bytes = 0;   // bytes of chunks the map references (after zero detection)
+  uint64_t logical_bytes = 0;     // the volume's size
+  uint64_t mapped_bytes = 0;      // bytes of chunks the map references (after zero detection)
+  uint64_t referenced_bytes = 0;  // same as mapped_bytes: what this volume pins in the store
+  // Store-wide, shared by every volume on the store: physical / referenced is the dedup ratio.
+  uint64_t store_physical_bytes = 0;
+  uint64_t store_referenced_bytes = 0;
+  uint64_t map_cache_pages = 0, map_cache_max_pages = 0;
+  uint64_t map_cache_hits = 0, map_cache_misses = 0, map_page_writes = 0;
+  uint64_t map_checkpoints = 0;
   uint64_t reads = 0, writes = 0, flushes = 0, trims = 0, zeroes = 0;
   uint64_t read_bytes = 0, write_bytes = 0;
 };
@@ -49,12 +66,29 @@ struct WriteFlags {
   bool no_hole = false;  // write_zeroes: keep the range allocated (NBD_CMD_FLAG_NO_HOLE)
 };
 
+// Where a volume keeps its chunks, its root and its journal. All must outlive the volume.
+struct VolumeStorage {
+  io::ChunkStore& store;
+  io::MetaStore& meta;
+  io::LogFactory* logs = nullptr;  // null: no journal, every flush checkpoints the map
+  uint64_t map_cache_bytes = 64ull << 20;
+};
+
 class Volume {
  public:
-  // Opens (or, with `create`, initializes) the volume's map. Runs on the owner's thread.
+  // Opens the volume's map, creating an empty one if it has none. The size recorded in the
+  // map's root wins over config.size_bytes (a resize may have crashed half-way). Runs on the
+  // owner's thread.
+  static Task<Result<std::unique_ptr<Volume>>> open(VolumeConfig config,
+                                                    const VolumeStorage& storage,
+                                                    asio::any_io_executor owner);
+  // Same, with no journal and the default map cache.
   static Task<Result<std::unique_ptr<Volume>>> open(VolumeConfig config, io::ChunkStore& store,
                                                     io::MetaStore& meta,
                                                     asio::any_io_executor owner);
+  // The MetaStore key of a volume's map root, and the name of its journal.
+  [[nodiscard]] static std::string root_key(std::string_view name);
+  [[nodiscard]] static std::string journal_name(std::string_view name);
   ~Volume();
   Volume(const Volume&) = delete;
   Volume& operator=(const Volume&) = delete;
@@ -77,7 +111,8 @@ class Volume {
   [[nodiscard]] bool can_cache() const noexcept { return true; }
   [[nodiscard]] bool can_extents() const noexcept { return true; }
 
-  // Any byte offset and length; out of range is errc::out_of_range.
+  // Any byte offset and length; out of range is errc::out_of_range. A zero length inside the
+  // volume is a no-op that succeeds.
   Task<Result<void>> read(uint64_t offset_bytes, std::span<std::byte> out);
   Task<Result<void>> write(uint64_t offset_bytes, std::span<const std::byte> data,
                            WriteFlags flags = {});
@@ -92,27 +127,36 @@ class Volume {
   // Appends to `out` the allocation runs covering the range, in order, merged.
   Task<Result<void>> block_status(uint64_t offset_bytes, uint64_t length_bytes,
                                   std::vector<Extent>& out);
-  // Grows or shrinks; shrinking drops the chunks past the new end.
+  // Grows or shrinks, durably; shrinking drops the chunks past the new end and zeroes the tail
+  // of a partial last chunk, so a later grow reads zeroes there.
   Task<Result<void>> resize(uint64_t new_size_bytes);
+  // Deletes the volume's data: erases its root and journal and drops every chunk reference.
+  // The volume is unusable afterwards.
+  Task<Result<void>> destroy();
 
-  [[nodiscard]] VolumeStats stats() const noexcept { return stats_; }
+  [[nodiscard]] VolumeStats stats() const noexcept;
 
  private:
-  Volume(VolumeConfig config, io::ChunkStore& store, io::MetaStore& meta,
+  Volume(VolumeConfig config, io::ChunkStore& store, std::unique_ptr<DurableMap> map,
          asio::any_io_executor owner);
 
   Result<void> check_range(uint64_t offset_bytes, uint64_t length_bytes) const noexcept;
+  Result<void> check_write(uint64_t offset_bytes, uint64_t length_bytes) const noexcept;
+  Task<Result<RangeLock::Guard>> lock_range(uint64_t offset_bytes, uint64_t length_bytes,
+                                            RangeLock::Mode mode);
   Task<Result<void>> read_chunk(uint64_t index, std::span<std::byte> out);
-  Task<Result<void>> set_chunks(uint64_t first_index, std::span<const io::ChunkId> ids);
-  Task<Result<void>> write_zero_range(uint64_t offset_bytes, uint64_t length_bytes);
+  Task<Result<void>> map_chunks(uint64_t first_index, std::span<const io::ChunkId> ids);
+  Task<Result<void>> store_chunks(uint64_t first_index,
+                                  std::span<const std::span<const std::byte>> chunks);
+  Task<Result<void>> write_locked(uint64_t offset_bytes, std::span<const std::byte> data);
+  Task<Result<void>> zero_locked(uint64_t offset_bytes, uint64_t length_bytes, bool keep_allocated);
   Task<Result<void>> after_write(WriteFlags flags);
 
   VolumeConfig config_;
   io::ChunkStore& store_;
-  io::MetaStore& meta_;
+  std::unique_ptr<DurableMap> map_;
   asio::any_io_executor owner_;
-  // First implementation: the whole map in RAM. Replaced by the paged, journaled ChunkMap.
-  std::vector<io::ChunkId> map_;
+  RangeLock chunk_locks_;  // over chunk indexes
   VolumeStats stats_;
 };
 

@@ -16,8 +16,13 @@ std::string key_of(std::string_view name) {
 }
 }  // namespace
 
-VolumeManager::VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store, io::MetaStore& meta)
-    : reactors_(reactors), store_(store), meta_(meta) {}
+VolumeManager::VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store, io::MetaStore& meta,
+                             io::LogFactory* logs, uint64_t map_cache_bytes)
+    : reactors_(reactors),
+      store_(store),
+      meta_(meta),
+      logs_(logs),
+      map_cache_bytes_(map_cache_bytes) {}
 
 VolumeManager::~VolumeManager() = default;
 
@@ -38,8 +43,9 @@ unsigned VolumeManager::reactor_for(std::string_view name) const noexcept {
 
 Task<Result<void>> VolumeManager::open_on_owner(VolumeConfig config, int64_t revision) {
   io::Reactor& owner = reactors_.at(reactor_for(config.name));
+  VolumeStorage storage{store_, meta_, logs_, map_cache_bytes_};
   auto opened = co_await asio::co_spawn(
-      owner.executor(), Volume::open(config, store_, meta_, owner.executor()), asio::use_awaitable);
+      owner.executor(), Volume::open(config, storage, owner.executor()), asio::use_awaitable);
   if (!opened) {
     co_return opened.error();
   }
@@ -99,17 +105,19 @@ Task<Result<void>> VolumeManager::remove(std::string name) {
     doomed = std::move(it->second.volume);
     volumes_.erase(it);
   }
-  // Drop every chunk the volume references, then its record.
-  Volume* v = doomed.get();
-  auto trimmed =
-      co_await asio::co_spawn(v->executor(), v->trim(0, v->size_bytes(), {}), asio::use_awaitable);
-  if (!trimmed) {
-    CAIRN_LOG(warn, "volumes", "deleting '{}': could not release its chunks: {}", name,
-              trimmed.error().message());
-  }
+  // The record goes first: once it is gone the volume no longer exists, and a crash later in
+  // the deletion only leaks space.
   auto erased = co_await meta_.erase_if(key_of(name), revision);
   if (!erased) {
+    std::lock_guard lock(mutex_);
+    volumes_[name] = Slot{std::move(doomed), revision, 0};
     co_return erased.error();
+  }
+  Volume* v = doomed.get();
+  auto destroyed = co_await asio::co_spawn(v->executor(), v->destroy(), asio::use_awaitable);
+  if (!destroyed) {
+    CAIRN_LOG(warn, "volumes", "deleting '{}': could not release its chunks: {}", name,
+              destroyed.error().message());
   }
   co_return Result<void>{};
 }

@@ -1,6 +1,8 @@
 // VolumeManager: the node's set of volumes. Creates, opens, resizes and deletes them, keeps
 // their configs in the MetaStore under "volume/<name>", and assigns each volume to a reactor
-// (rendezvous of the name over the reactors), which then owns it.
+// (rendezvous of the name over the reactors), which then owns it. Each volume gets its map
+// journal from the LogFactory and its map root in the MetaStore (Volume::root_key), and a map
+// cache of `map_cache_bytes` (per volume).
 //
 // Threading: every method may be called from any thread. Lookups take a mutex; operations on a
 // volume run on its owner's thread (co_spawn onto Volume::executor()).
@@ -22,13 +24,16 @@ namespace cairn::blockmap {
 
 class VolumeManager {
  public:
-  VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store, io::MetaStore& meta);
+  // `logs` may be null (no journal: every flush checkpoints). All must outlive the manager.
+  VolumeManager(io::ReactorPool& reactors, io::ChunkStore& store, io::MetaStore& meta,
+                io::LogFactory* logs = nullptr, uint64_t map_cache_bytes = 64ull << 20);
   ~VolumeManager();
 
   // Opens every volume recorded in the metadata store. Call once at start-up.
   Task<Result<void>> load();
 
   Task<Result<void>> create(VolumeConfig config);
+  // Deletes the volume's record, then its map root and journal, then drops its chunks.
   Task<Result<void>> remove(std::string name);
   Task<Result<void>> resize(std::string name, uint64_t new_size_bytes);
 
@@ -53,6 +58,8 @@ class VolumeManager {
   io::ReactorPool& reactors_;
   io::ChunkStore& store_;
   io::MetaStore& meta_;
+  io::LogFactory* logs_;
+  uint64_t map_cache_bytes_;
   mutable std::mutex mutex_;
   std::map<std::string, Slot, std::less<>> volumes_;
 };
