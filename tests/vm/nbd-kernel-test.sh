@@ -95,8 +95,14 @@ print(s.getsockname()[1])' 2>/dev/null && return
 show_logs() {
   echo "---- guest log (tail) ----" >&2
   tail -n 80 "$work/guest.log" >&2 2>/dev/null || true
-  echo "---- server log (tail) ----" >&2
-  tail -n 40 "$work/server.log" >&2 2>/dev/null || true
+  # A sanitizer report is more useful from its start than from its tail.
+  if grep -aqE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$work/server.log" 2>/dev/null; then
+    echo "---- server log (sanitizer report) ----" >&2
+    grep -aE -m1 -A40 "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$work/server.log" >&2
+  else
+    echo "---- server log (tail) ----" >&2
+    tail -n 40 "$work/server.log" >&2 2>/dev/null || true
+  fi
 }
 
 fail() {
@@ -136,7 +142,8 @@ stop_server() {
   kill -0 "$server_pid" 2>/dev/null && fail "the server did not stop within 30 s of SIGTERM"
   wait "$server_pid" || rc=$?
   server_pid=""
-  [[ $rc -eq 0 ]] || fail "the server exited with status $rc after SIGTERM"
+  [[ $rc -eq 0 ]] ||
+    fail "the guest passed, but the server exited with status $rc after SIGTERM"
 }
 
 # Boots the guest once with the given accelerator ("kvm" or "tcg"); the serial console goes to
