@@ -14,6 +14,9 @@
 #
 # Physical bytes come from the admin API (GET /v1/stats, store.physical_bytes) and, as a
 # cross-check, from the growth of the data dir on disk (du). Markdown goes to stdout and --out.
+# The whole script is one compound command, so bash parses all of it before running any of
+# it: editing this file while a run is in progress cannot change that run.
+{
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -182,6 +185,8 @@ bench_stop "$name"
   echo "- cairnd's store at this commit: $(bench_store_note "$repo")"
   echo "- physical bytes are growth during the step; n/a means the admin API did not answer"
   echo "- check: $readback"
+  tree_note="$(bench_tree_note "$repo")"
+  [[ -z "$tree_note" ]] || echo "- NOTE: $tree_note"
   for note in "${notes[@]+"${notes[@]}"}"; do
     echo "- NOTE: $note"
   done
@@ -193,3 +198,5 @@ if [[ -n "$out_file" ]]; then
   cp "$workdir/report.md" "$out_file"
   bench_log "wrote $out_file"
 fi
+exit
+}

@@ -188,3 +188,14 @@ bench_store_note() {
     "last io/ commit $(git -C "$1" log -1 --format='%h %s (%cs)' -- io/ 2>/dev/null);" \
     "last tools/ commit $(git -C "$1" log -1 --format='%h %s (%cs)' -- tools/ 2>/dev/null)"
 }
+
+# bench_tree_note REPO: a sentence if the binary may include uncommitted source changes.
+bench_tree_note() {
+  local changed
+  changed="$(git -C "$1" status --porcelain -- base io blockmap target net tools 2>/dev/null |
+    wc -l)"
+  if ((changed > 0)); then
+    echo "the working tree had $changed uncommitted or untracked source files when this ran," \
+      "so the binary may differ from the commit named"
+  fi
+}

@@ -17,6 +17,9 @@
 # (fio --refill_buffers), checked for physical bytes and BLOCK_STATUS allocation, and read once
 # sequentially. Then, N times: for each cell of the matrix, each server in turn. The report
 # (markdown, to stdout and --out) gives medians and cairnd/peer ratios.
+# The whole script is one compound command, so bash parses all of it before running any of
+# it: editing this file while a run is in progress cannot change that run.
+{
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -216,6 +219,8 @@ done
 # --- report ---------------------------------------------------------------------------------
 commit="$(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
 store_note="$(bench_store_note "$repo")"
+tree_note="$(bench_tree_note "$repo")"
+[[ -z "$tree_note" ]] || notes+=("$tree_note")
 if [[ "$store_note" == *MemChunkStore* ]]; then
   notes+=("cairnd keeps chunks in RAM (MemChunkStore) at this commit: its cold rows are not" \
     "cold and its writes are not durable, so no cairnd row is comparable with qemu-nbd yet")
@@ -245,3 +250,5 @@ if [[ -n "$out_file" ]]; then
   printf '%s\n' "$report" >"$out_file"
   bench_log "wrote $out_file"
 fi
+exit
+}
