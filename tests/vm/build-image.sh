@@ -33,23 +33,39 @@ readonly binaries=(/usr/sbin/nbd-client /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/b
 log() { echo "build-image: $*" >&2; }
 
 skip() {
-  echo "SKIPPED: $*; install with: apt-get install -y ${host_packages[*]}" >&2
+  echo "SKIPPED: $*" >&2
   exit 77
+}
+
+missing() {
+  skip "$*; install with: apt-get install -y ${host_packages[*]}"
 }
 
 check_host() {
   local b
   for b in /bin/busybox "${binaries[@]}"; do
-    [[ -x "$b" ]] || skip "$b is missing"
+    [[ -x "$b" ]] || missing "$b is missing"
   done
   # busybox must be the static one: it runs in the guest before any library is there.
   if ldd /bin/busybox >/dev/null 2>&1; then
-    skip "/bin/busybox is dynamically linked (busybox-static is not installed)"
+    missing "/bin/busybox is dynamically linked (busybox-static is not installed)"
   fi
-  command -v depmod >/dev/null || skip "depmod is missing"
-  command -v xz >/dev/null || skip "xz is missing"
-  command -v modprobe >/dev/null || skip "modprobe is missing"
-  command -v apt-get >/dev/null || skip "apt-get is missing"
+  command -v depmod >/dev/null || missing "depmod is missing"
+  command -v xz >/dev/null || missing "xz is missing"
+  command -v modprobe >/dev/null || missing "modprobe is missing"
+  command -v apt-get >/dev/null || missing "apt-get is missing"
+}
+
+resolve_kernel_package() {
+  if [[ -n "${CAIRN_VM_KERNEL_PKG:-}" ]]; then
+    echo "$CAIRN_VM_KERNEL_PKG $(apt-cache show --no-all-versions "$CAIRN_VM_KERNEL_PKG" \
+      2>/dev/null | awk '$1 == "Version:" { print $2; exit }')"
+  else
+    # The meta package depends on exactly one version of the versioned package.
+    apt-cache show --no-all-versions linux-image-amd64 2>/dev/null | awk '
+      $1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ && $3 == "(=" {
+        sub(/\)$/, "", $4); print $2, $4; exit }'
+  fi
 }
 
 # Prints "PACKAGE VERSION" of the versioned kernel package behind linux-image-amd64, e.g.
@@ -62,14 +78,13 @@ kernel_package() {
     tail -n1 "$memo"
     return
   fi
-  if [[ -n "${CAIRN_VM_KERNEL_PKG:-}" ]]; then
-    line="$CAIRN_VM_KERNEL_PKG $(apt-cache show --no-all-versions "$CAIRN_VM_KERNEL_PKG" \
-      2>/dev/null | awk '$1 == "Version:" { print $2; exit }')"
-  else
-    # The meta package depends on exactly one version of the versioned package.
-    line="$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null | awk '
-      $1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ && $3 == "(=" {
-        sub(/\)$/, "", $4); print $2, $4; exit }')"
+  line="$(resolve_kernel_package)"
+  if [[ ! "$line" =~ ^[^\ ]+\ [^\ ]+$ && "$(id -u)" == 0 ]]; then
+    # Container images often ship without package lists.
+    log "apt-cache does not know the kernel package; running apt-get update"
+    apt-get update -q >&2 || true
+    lists_stamp="$(stat -c %Y /var/lib/apt/lists) ${CAIRN_VM_KERNEL_PKG:-}"
+    line="$(resolve_kernel_package)"
   fi
   [[ "$line" =~ ^[^\ ]+\ [^\ ]+$ ]] ||
     skip "apt-cache cannot resolve the kernel package (run apt-get update)"
