@@ -1,0 +1,44 @@
+#include "io/chunk_cache.h"
+
+namespace cairn::io {
+
+const std::vector<std::byte>* ChunkCache::find(const ChunkId& id) {
+  auto it = map_.find(id);
+  if (it == map_.end()) {
+    return nullptr;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return &it->second->data;
+}
+
+void ChunkCache::insert(const ChunkId& id, std::span<const std::byte> data) {
+  if (data.size() > budget_bytes_) {
+    return;
+  }
+  erase(id);
+  evict_to(budget_bytes_ - data.size());
+  lru_.push_front(Item{id, std::vector<std::byte>(data.begin(), data.end())});
+  map_.emplace(id, lru_.begin());
+  used_bytes_ += data.size();
+}
+
+void ChunkCache::erase(const ChunkId& id) {
+  auto it = map_.find(id);
+  if (it == map_.end()) {
+    return;
+  }
+  used_bytes_ -= it->second->data.size();
+  lru_.erase(it->second);
+  map_.erase(it);
+}
+
+void ChunkCache::evict_to(uint64_t budget) {
+  while (used_bytes_ > budget && !lru_.empty()) {
+    Item& last = lru_.back();
+    used_bytes_ -= last.data.size();
+    map_.erase(last.id);
+    lru_.pop_back();
+  }
+}
+
+}  // namespace cairn::io

@@ -1,0 +1,45 @@
+// ChunkCache: the chunk store's bounded read cache, keyed by chunk id, least recently used
+// out first. Because it is keyed by id, a deduplicated chunk is cached once however many
+// volumes refer to it. The budget counts chunk bytes (not the per-entry bookkeeping).
+//
+// Threading: one thread (the store's owner). Lookups copy out, so no reference into the
+// cache outlives a call.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "io/chunk_id.h"
+
+namespace cairn::io {
+
+class ChunkCache {
+ public:
+  explicit ChunkCache(uint64_t budget_bytes) : budget_bytes_(budget_bytes) {}
+
+  // The cached bytes of `id`, or nullptr. Marks the entry recently used. The pointer is
+  // valid until the next non-const call.
+  [[nodiscard]] const std::vector<std::byte>* find(const ChunkId& id);
+  void insert(const ChunkId& id, std::span<const std::byte> data);
+  void erase(const ChunkId& id);
+
+  [[nodiscard]] uint64_t used_bytes() const noexcept { return used_bytes_; }
+  [[nodiscard]] std::size_t entries() const noexcept { return map_.size(); }
+
+ private:
+  struct Item {
+    ChunkId id;
+    std::vector<std::byte> data;
+  };
+  void evict_to(uint64_t budget);
+
+  uint64_t budget_bytes_;
+  uint64_t used_bytes_ = 0;
+  std::list<Item> lru_;  // front: most recent
+  std::unordered_map<ChunkId, std::list<Item>::iterator, ChunkIdHash> map_;
+};
+
+}  // namespace cairn::io

@@ -1,0 +1,619 @@
+#include "io/local_chunk_store.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/assert.h"
+#include "base/log.h"
+#include "io/byte_codec.h"
+#include "io/dir_log_factory.h"
+#include "io/errors.h"
+#include "io/uring_block_file.h"
+
+namespace cairn::io {
+namespace {
+
+constexpr uint64_t kBlock = BlockFile::kAlignment;
+constexpr std::size_t kCheckpointRecordBytes = 64 * 1024;
+
+// Journal operations (docs/on-disk-format.md, "Index journal").
+enum class Op : uint8_t { add = 1, ref = 2, checkpoint = 3 };
+
+uint64_t align_down(uint64_t v) {
+  return v / kBlock * kBlock;
+}
+
+}  // namespace
+
+// What a put() will do, worked out before anything is written.
+struct LocalChunkStore::Plan {
+  struct Fresh {
+    ChunkId id;
+    std::span<const std::byte> data;
+    uint64_t checksum = 0;
+    uint32_t refs = 1;
+    uint64_t offset_bytes = 0;
+  };
+  std::vector<Fresh> fresh;  // new chunks, in put order
+  std::unordered_map<ChunkId, std::size_t, ChunkIdHash> fresh_at;
+  std::unordered_map<ChunkId, uint32_t, ChunkIdHash> hits;  // stored chunks: extra refs
+  uint64_t dedup_hits = 0;
+  uint64_t collisions = 0;
+};
+
+uint64_t LocalChunkStore::padded(uint64_t length_bytes) noexcept {
+  return (length_bytes + kBlock - 1) / kBlock * kBlock;
+}
+
+LocalChunkStore::LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> journal,
+                                 const ChunkHasher& hasher, Options options)
+    : data_(data),
+      journal_(std::move(journal)),
+      hasher_(hasher),
+      options_(std::move(options)),
+      allocator_(kDataStartBytes, options_.capacity_bytes),
+      cache_(options_.cache_bytes),
+      staging_(options_.max_put_bytes) {
+  stats_.capacity_bytes = allocator_.capacity_bytes();
+}
+
+LocalChunkStore::~LocalChunkStore() = default;
+
+Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open(
+    BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
+    Options options) {
+  if (!options.owner || journal == nullptr) {
+    co_return make_error(errc::invalid_argument);
+  }
+  uint64_t capacity =
+      align_down(options.capacity_bytes != 0 ? options.capacity_bytes : data.size_bytes());
+  if (capacity < kDataStartBytes + kBlock) {
+    co_return make_error(errc::invalid_argument);
+  }
+  if (capacity > data.size_bytes()) {
+    if (auto r = co_await data.grow(capacity); !r) {
+      co_return r.error();
+    }
+  }
+  options.capacity_bytes = capacity;
+  std::unique_ptr<LocalChunkStore> store(
+      new LocalChunkStore(data, std::move(journal), hasher, std::move(options)));
+  if (auto r = co_await store->load(); !r) {
+    co_return r.error();
+  }
+  co_return store;
+}
+
+Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const std::string& dir,
+                                                                         const ChunkHasher& hasher,
+                                                                         Options options,
+                                                                         DirOptions dir_options) {
+  UringBlockFile::Options file_options;
+  file_options.initial_size_bytes = dir_options.data_capacity_bytes;
+  file_options.allow_buffered = dir_options.allow_buffered;
+  auto data = UringBlockFile::open(dir + "/chunks.data", file_options, dir_options.ring);
+  if (!data) {
+    co_return data.error();
+  }
+  DirLogFactory logs(dir, {dir_options.journal_capacity_bytes, dir_options.allow_buffered},
+                     dir_options.ring);
+  auto journal = co_await logs.open("chunks-index");
+  if (!journal) {
+    co_return journal.error();
+  }
+  options.capacity_bytes = std::max(options.capacity_bytes, dir_options.data_capacity_bytes);
+  auto store = co_await open(**data, std::move(*journal), hasher, std::move(options));
+  if (!store) {
+    co_return store.error();
+  }
+  (*store)->owned_data_ = std::move(*data);
+  co_return std::move(*store);
+}
+
+Task<Result<void>> LocalChunkStore::load() {
+  Result<void> bad;
+  auto replayed = co_await journal_->replay([&](uint64_t, std::span<const std::byte> rec) {
+    if (bad) {
+      bad = apply_record(rec);
+    }
+  });
+  if (!replayed) {
+    co_return replayed;
+  }
+  if (!bad) {
+    co_return bad;
+  }
+  ChunkStoreStats s;
+  for (const auto& [id, e] : index_) {
+    if (!allocator_.reserve(e.offset_bytes, padded(e.length_bytes))) {
+      CAIRN_LOG(error, "io", "chunk {} overlaps another or lies outside the data file",
+                id.to_hex());
+      co_return make_error(errc::corrupt);
+    }
+    ++s.chunks;
+    s.referenced_bytes += uint64_t{e.length_bytes} * e.refs;
+    s.physical_bytes += padded(e.length_bytes);
+  }
+  update_stats([&](ChunkStoreStats& st) {
+    st.chunks = s.chunks;
+    st.referenced_bytes = s.referenced_bytes;
+    st.physical_bytes = s.physical_bytes;
+  });
+  co_return Result<void>{};
+}
+
+Result<void> LocalChunkStore::apply_record(std::span<const std::byte> record) {
+  ByteReader r(record);
+  while (!r.done()) {
+    uint8_t op = 0;
+    ChunkId id;
+    if (!r.get(op)) {
+      return make_error(errc::corrupt);
+    }
+    if (static_cast<Op>(op) == Op::checkpoint) {
+      continue;
+    }
+    if (!r.get(id.lo) || !r.get(id.hi)) {
+      return make_error(errc::corrupt);
+    }
+    if (static_cast<Op>(op) == Op::add) {
+      Entry e;
+      if (!r.get(e.offset_bytes) || !r.get(e.length_bytes) || !r.get(e.checksum) ||
+          !r.get(e.refs) || e.length_bytes == 0 || e.length_bytes > kMaxChunkBytes ||
+          e.offset_bytes % kBlock != 0 || e.refs == 0) {
+        return make_error(errc::corrupt);
+      }
+      index_[id] = e;
+      continue;
+    }
+    int32_t delta = 0;
+    auto it = index_.find(id);
+    if (static_cast<Op>(op) != Op::ref || !r.get(delta) || it == index_.end() ||
+        int64_t{it->second.refs} + delta < 0 || int64_t{it->second.refs} + delta > UINT32_MAX) {
+      return make_error(errc::corrupt);
+    }
+    it->second.refs = static_cast<uint32_t>(int64_t{it->second.refs} + delta);
+    if (it->second.refs == 0) {
+      index_.erase(it);
+    }
+  }
+  return {};
+}
+
+void LocalChunkStore::journal_add(const ChunkId& id, const Entry& e) {
+  ByteWriter w;
+  w.put(static_cast<uint8_t>(Op::add));
+  w.put(id.lo);
+  w.put(id.hi);
+  w.put(e.offset_bytes);
+  w.put(e.length_bytes);
+  w.put(e.checksum);
+  w.put(e.refs);
+  auto b = w.bytes();
+  pending_ops_.insert(pending_ops_.end(), b.begin(), b.end());
+}
+
+void LocalChunkStore::journal_ref(const ChunkId& id, int32_t delta) {
+  ByteWriter w;
+  w.put(static_cast<uint8_t>(Op::ref));
+  w.put(id.lo);
+  w.put(id.hi);
+  w.put(delta);
+  auto b = w.bytes();
+  pending_ops_.insert(pending_ops_.end(), b.begin(), b.end());
+}
+
+void LocalChunkStore::update_stats(const std::function<void(ChunkStoreStats&)>& f) const {
+  std::lock_guard lock(stats_mutex_);
+  f(stats_);
+}
+
+ChunkStoreStats LocalChunkStore::stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return stats_;
+}
+
+uint64_t LocalChunkStore::refs(const ChunkId& id) const {
+  auto it = index_.find(id);
+  return it == index_.end() ? 0 : it->second.refs;
+}
+
+std::optional<uint64_t> LocalChunkStore::offset_of(const ChunkId& id) const {
+  auto it = index_.find(id);
+  if (it == index_.end()) {
+    return std::nullopt;
+  }
+  return it->second.offset_bytes;
+}
+
+// ---- public methods: hop to the owner ----
+
+Task<Result<void>> LocalChunkStore::put(std::span<const std::span<const std::byte>> chunks,
+                                        std::span<ChunkId> ids) {
+  co_return co_await asio::co_spawn(options_.owner, put_here(chunks, ids), asio::use_awaitable);
+}
+
+Task<Result<void>> LocalChunkStore::get(const ChunkId& id, std::span<std::byte> out) {
+  co_return co_await asio::co_spawn(options_.owner, get_here(id, out), asio::use_awaitable);
+}
+
+Task<Result<void>> LocalChunkStore::ref(std::span<const ChunkId> ids) {
+  co_return co_await asio::co_spawn(options_.owner, ref_here(ids, +1), asio::use_awaitable);
+}
+
+Task<Result<void>> LocalChunkStore::unref(std::span<const ChunkId> ids) {
+  co_return co_await asio::co_spawn(options_.owner, ref_here(ids, -1), asio::use_awaitable);
+}
+
+Task<Result<void>> LocalChunkStore::flush() {
+  co_return co_await asio::co_spawn(options_.owner, flush_here(), asio::use_awaitable);
+}
+
+// ---- put ----
+
+Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std::byte>> chunks,
+                                             std::span<ChunkId> ids) {
+  if (ids.size() != chunks.size()) {
+    co_return make_error(errc::invalid_argument);
+  }
+  for (auto chunk : chunks) {
+    if (chunk.empty() || chunk.size() > kMaxChunkBytes) {
+      co_return make_error(errc::invalid_argument);
+    }
+  }
+  auto guard = co_await mutex_.scoped();
+  if (failure_) {
+    co_return failure_;
+  }
+  Plan plan;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    auto id = co_await plan_chunk(chunks[i], plan);
+    if (!id) {
+      co_return id.error();
+    }
+    ids[i] = *id;
+  }
+  if (auto w = co_await write_new(plan); !w) {
+    co_return w;
+  }
+  uint64_t referenced = 0;
+  uint64_t physical = 0;
+  for (const Plan::Fresh& f : plan.fresh) {
+    Entry e{f.offset_bytes, f.checksum, static_cast<uint32_t>(f.data.size()), f.refs};
+    index_.emplace(f.id, e);
+    journal_add(f.id, e);
+    cache_.insert(f.id, f.data);
+    referenced += f.data.size() * f.refs;
+    physical += padded(f.data.size());
+  }
+  for (const auto& [id, n] : plan.hits) {
+    Entry& e = index_.at(id);
+    e.refs += n;
+    journal_ref(id, static_cast<int32_t>(n));
+    referenced += uint64_t{e.length_bytes} * n;
+  }
+  update_stats([&](ChunkStoreStats& s) {
+    s.chunks += plan.fresh.size();
+    s.referenced_bytes += referenced;
+    s.physical_bytes += physical;
+    s.dedup_hits += plan.dedup_hits;
+    s.hash_collisions += plan.collisions;
+  });
+  co_return Result<void>{};
+}
+
+Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chunk, Plan& plan) {
+  for (uint32_t ordinal = 0; ordinal < kMaxOrdinal; ++ordinal) {
+    ChunkId id = hasher_.address(chunk, ordinal);
+    if (auto f = plan.fresh_at.find(id); f != plan.fresh_at.end()) {
+      Plan::Fresh& fresh = plan.fresh[f->second];
+      if (fresh.data.size() == chunk.size() &&
+          std::memcmp(fresh.data.data(), chunk.data(), chunk.size()) == 0) {
+        ++fresh.refs;
+        ++plan.dedup_hits;
+        co_return id;
+      }
+      ++plan.collisions;
+      continue;
+    }
+    auto it = index_.find(id);
+    if (it == index_.end()) {
+      plan.fresh_at.emplace(id, plan.fresh.size());
+      plan.fresh.push_back(Plan::Fresh{id, chunk, ChunkHasher::checksum(chunk)});
+      co_return id;
+    }
+    Entry e = it->second;
+    bool same = false;
+    if (hasher_.confirms_by_address()) {
+      same = e.length_bytes == chunk.size();
+    } else {
+      auto cmp = co_await same_bytes(id, e, chunk);
+      if (!cmp) {
+        co_return cmp.error();
+      }
+      same = *cmp == Match::same;
+    }
+    if (same) {
+      uint32_t& extra = plan.hits[id];
+      if (uint64_t{e.refs} + extra + 1 > UINT32_MAX) {
+        co_return make_error(errc::no_space);  // the count cannot grow further
+      }
+      ++extra;
+      ++plan.dedup_hits;
+      co_return id;
+    }
+    ++plan.collisions;
+  }
+  CAIRN_LOG(error, "io", "{} chunks collide at one address; refusing another", kMaxOrdinal);
+  co_return make_error(errc::no_space);
+}
+
+Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& id, const Entry& e,
+                                                                 std::span<const std::byte> chunk) {
+  if (e.length_bytes != chunk.size()) {
+    co_return Match::different;
+  }
+  if (const auto* cached = cache_.find(id)) {
+    update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
+    co_return std::memcmp(cached->data(), chunk.data(), chunk.size()) == 0 ? Match::same
+                                                                           : Match::different;
+  }
+  update_stats([](ChunkStoreStats& s) { ++s.cache_misses; });
+  std::vector<std::byte> stored(e.length_bytes);
+  auto r = co_await read_entry(id, e, stored);
+  if (!r) {
+    if (r.error() == errc::checksum_mismatch) {
+      co_return Match::different;  // a damaged copy is never a match; the new chunk gets its own id
+    }
+    co_return r.error();
+  }
+  cache_.insert(id, stored);
+  co_return std::memcmp(stored.data(), chunk.data(), chunk.size()) == 0 ? Match::same
+                                                                        : Match::different;
+}
+
+Task<Result<void>> LocalChunkStore::write_new(Plan& plan) {
+  uint64_t total = 0;
+  for (const Plan::Fresh& f : plan.fresh) {
+    total += padded(f.data.size());
+  }
+  if (total == 0) {
+    co_return Result<void>{};
+  }
+  // One contiguous run if there is one; otherwise each chunk where it fits.
+  std::vector<std::pair<uint64_t, uint64_t>> taken;
+  if (auto run = allocator_.allocate(total)) {
+    uint64_t at = *run;
+    for (Plan::Fresh& f : plan.fresh) {
+      f.offset_bytes = at;
+      at += padded(f.data.size());
+    }
+    taken.emplace_back(*run, total);
+  } else {
+    for (Plan::Fresh& f : plan.fresh) {
+      auto one = allocator_.allocate(padded(f.data.size()));
+      if (!one) {
+        for (auto [off, len] : taken) {
+          allocator_.free(off, len);
+        }
+        co_return make_error(errc::no_space);
+      }
+      f.offset_bytes = *one;
+      taken.emplace_back(*one, padded(f.data.size()));
+    }
+  }
+  // Copy into the staging buffer and write each run of adjacent chunks with one request.
+  if (staging_.size() < total) {
+    staging_.resize(total);
+  }
+  std::size_t i = 0;
+  Result<void> result;
+  while (i < plan.fresh.size() && result) {
+    std::size_t j = i;
+    uint64_t run_bytes = 0;
+    while (j < plan.fresh.size() &&
+           plan.fresh[j].offset_bytes == plan.fresh[i].offset_bytes + run_bytes) {
+      const Plan::Fresh& f = plan.fresh[j];
+      std::memcpy(staging_.data() + run_bytes, f.data.data(), f.data.size());
+      std::memset(staging_.data() + run_bytes + f.data.size(), 0,
+                  padded(f.data.size()) - f.data.size());
+      run_bytes += padded(f.data.size());
+      ++j;
+    }
+    result = co_await data_.write(plan.fresh[i].offset_bytes,
+                                  std::span<const std::byte>(staging_.data(), run_bytes));
+    i = j;
+  }
+  if (!result) {
+    for (auto [off, len] : taken) {
+      allocator_.free(off, len);
+    }
+  }
+  co_return result;
+}
+
+// ---- get ----
+
+Task<Result<void>> LocalChunkStore::get_here(ChunkId id, std::span<std::byte> out) {
+  auto it = index_.find(id);
+  if (it == index_.end()) {
+    co_return make_error(errc::not_found);
+  }
+  Entry e = it->second;
+  if (out.size() != e.length_bytes) {
+    co_return make_error(errc::invalid_argument);
+  }
+  if (const auto* cached = cache_.find(id)) {
+    std::memcpy(out.data(), cached->data(), out.size());
+    update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
+    co_return Result<void>{};
+  }
+  update_stats([](ChunkStoreStats& s) { ++s.cache_misses; });
+  auto r = co_await read_entry(id, e, out);
+  if (!r) {
+    auto now = index_.find(id);
+    if (now == index_.end() || now->second.offset_bytes != e.offset_bytes) {
+      co_return make_error(errc::not_found);  // dropped (and its space reused) meanwhile
+    }
+    co_return r;
+  }
+  cache_.insert(id, out);
+  co_return Result<void>{};
+}
+
+Task<Result<void>> LocalChunkStore::read_entry(const ChunkId& id, const Entry& e,
+                                               std::span<std::byte> out) {
+  CAIRN_ASSERT(out.size() == e.length_bytes);
+  uint64_t length = padded(e.length_bytes);
+  bool direct = reinterpret_cast<uintptr_t>(out.data()) % kBlock == 0 && out.size() == length;
+  AlignedBuffer bounce;
+  std::span<std::byte> target = out;
+  if (!direct) {
+    bounce.resize(length);
+    target = bounce.span().first(length);
+  }
+  if (auto r = co_await data_.read(e.offset_bytes, target); !r) {
+    co_return r;
+  }
+  if (!direct) {
+    std::memcpy(out.data(), bounce.data(), out.size());
+  }
+  if (ChunkHasher::checksum(out) != e.checksum) {
+    update_stats([](ChunkStoreStats& s) { ++s.checksum_failures; });
+    CAIRN_LOG(error, "io", "chunk {} at offset {} failed its checksum", id.to_hex(),
+              e.offset_bytes);
+    co_return make_error(errc::checksum_mismatch);
+  }
+  co_return Result<void>{};
+}
+
+// ---- ref / unref ----
+
+Task<Result<void>> LocalChunkStore::ref_here(std::span<const ChunkId> ids, int sign) {
+  auto guard = co_await mutex_.scoped();
+  if (failure_) {
+    co_return failure_;
+  }
+  // Check the whole call first, so it applies entirely or not at all.
+  std::unordered_map<ChunkId, uint32_t, ChunkIdHash> counts;
+  for (const ChunkId& id : ids) {
+    ++counts[id];
+  }
+  for (const auto& [id, n] : counts) {
+    auto it = index_.find(id);
+    if (it == index_.end()) {
+      co_return make_error(errc::not_found);
+    }
+    if (sign < 0 ? n > it->second.refs : uint64_t{it->second.refs} + n > UINT32_MAX) {
+      co_return make_error(errc::invalid_argument);
+    }
+  }
+  int64_t referenced = 0;
+  for (const auto& [id, n] : counts) {
+    auto it = index_.find(id);
+    Entry& e = it->second;
+    int64_t delta = sign * static_cast<int64_t>(n);
+    journal_ref(id, static_cast<int32_t>(delta));
+    referenced += delta * e.length_bytes;
+    e.refs = static_cast<uint32_t>(e.refs + delta);
+    if (e.refs == 0) {
+      drop(id, it);
+    }
+  }
+  update_stats([&](ChunkStoreStats& s) {
+    s.referenced_bytes =
+        static_cast<uint64_t>(static_cast<int64_t>(s.referenced_bytes) + referenced);
+  });
+  co_return Result<void>{};
+}
+
+void LocalChunkStore::drop(const ChunkId& id, Index::iterator it) {
+  uint64_t length = padded(it->second.length_bytes);
+  // The space is reused only once the drop is journalled (flush_here).
+  pending_frees_.emplace_back(it->second.offset_bytes, length);
+  cache_.erase(id);
+  index_.erase(it);
+  update_stats([&](ChunkStoreStats& s) {
+    --s.chunks;
+    s.physical_bytes -= length;
+  });
+}
+
+// ---- flush ----
+
+Task<Result<void>> LocalChunkStore::flush_here() {
+  auto guard = co_await mutex_.scoped();
+  if (failure_) {
+    co_return failure_;
+  }
+  if (pending_ops_.empty()) {
+    co_return Result<void>{};
+  }
+  // Data first: a journalled chunk's bytes must already be on stable storage.
+  auto r = co_await data_.sync();
+  bool checkpoint = journal_->used_bytes() + pending_ops_.size() > journal_->capacity_bytes() / 2;
+  if (r && !checkpoint) {
+    auto lsn = journal_->append(pending_ops_);
+    if (!lsn && lsn.error() != errc::no_space) {
+      r = lsn.error();
+    }
+    checkpoint = !lsn;
+  }
+  if (r) {
+    r = checkpoint ? co_await write_checkpoint() : co_await journal_->sync();
+  }
+  if (!r) {
+    failure_ = r.error();
+    CAIRN_LOG(error, "io", "chunk store flush failed, store is now read-only: {}",
+              r.error().message());
+    co_return r;
+  }
+  pending_ops_.clear();
+  for (auto [offset, length] : pending_frees_) {
+    allocator_.free(offset, length);
+  }
+  pending_frees_.clear();
+  co_return Result<void>{};
+}
+
+Task<Result<void>> LocalChunkStore::write_checkpoint() {
+  // The index in RAM is exactly the journalled state plus pending_ops_, and the data file is
+  // synced, so the whole index replaces everything journalled before it.
+  ByteWriter w;
+  w.put(static_cast<uint8_t>(Op::checkpoint));
+  std::optional<uint64_t> first;
+  auto emit = [&]() -> Result<void> {
+    auto lsn = journal_->append(w.bytes());
+    if (!lsn) {
+      return lsn.error();
+    }
+    first = first.value_or(*lsn);
+    w.clear();
+    return {};
+  };
+  for (const auto& [id, e] : index_) {
+    w.put(static_cast<uint8_t>(Op::add));
+    w.put(id.lo);
+    w.put(id.hi);
+    w.put(e.offset_bytes);
+    w.put(e.length_bytes);
+    w.put(e.checksum);
+    w.put(e.refs);
+    if (w.bytes().size() >= kCheckpointRecordBytes) {
+      if (auto r = emit(); !r) {
+        co_return r;
+      }
+    }
+  }
+  if (!w.bytes().empty()) {
+    if (auto r = emit(); !r) {
+      co_return r;
+    }
+  }
+  if (auto r = co_await journal_->sync(); !r) {
+    co_return r;
+  }
+  co_return co_await journal_->release_before(*first);
+}
+
+}  // namespace cairn::io

@@ -1,0 +1,155 @@
+// LocalChunkStore: the durable ChunkStore of one node, on a data BlockFile (a file or a raw
+// block device) and an index journal (a RecordLog). Format and argument:
+// docs/on-disk-format.md.
+//
+// Data: each chunk is stored padded to 4 KiB blocks, written with O_DIRECT from an aligned
+// staging buffer; the new chunks of one put() are one contiguous run when free space allows.
+// Chunks carry no inline header (with O_DIRECT that would cost a whole block per 4 KiB chunk);
+// instead, as ZFS block pointers do, the index entry holds the chunk's XXH3-64 checksum and
+// length, and every read is verified against it (a mismatch is errc::checksum_mismatch and
+// counts in stats; wrong bytes are never returned).
+//
+// Index: chunk id -> (offset, length, checksum, refcount), in RAM (about 90 bytes per chunk),
+// made durable by the journal: flush() syncs the data file first and then appends the
+// changes since the last flush as one journal record and syncs the journal, so a journalled
+// chunk's bytes are always on disk. When the journal passes half full, flush() writes a
+// checkpoint (the whole index) into it and releases what came before. Space of a chunk whose
+// count reaches zero is reused only after the flush that journalled the drop.
+//
+// Dedup: a put whose address is already in the index is confirmed by comparing bytes (from
+// the read cache or the disk) unless the hasher is cryptographic; different bytes are a
+// collision, and the chunk is tried under address(data, 1), (data, 2), ...
+//
+// Threading: the store belongs to an owner executor (one reactor; the BlockFile and the
+// journal do their I/O on its thread). Every public method may be called from any thread: it
+// hops to the owner with co_spawn and completes on the caller's executor. On the owner, one
+// AsyncMutex serializes put/ref/unref/flush (a put holds it across its data write, which
+// keeps the journal order simple at the cost of overlapping puts); get() takes no lock and
+// reads concurrently. stats() may be called from any thread.
+//
+// Lifetimes: the data BlockFile and the hasher are borrowed and must outlive the store (or
+// the data file is owned, from open_dir()); the journal is owned. Caller buffers are borrowed
+// until the call completes. After a journal or data-sync failure the store is failed: every
+// later mutation returns the error.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/aligned_buffer.h"
+#include "io/async_mutex.h"
+#include "io/block_file.h"
+#include "io/chunk_cache.h"
+#include "io/chunk_hash.h"
+#include "io/chunk_store.h"
+#include "io/extent_allocator.h"
+#include "io/record_log.h"
+
+namespace cairn::io {
+
+class DiskRing;
+
+class LocalChunkStore final : public ChunkStore {
+ public:
+  static constexpr uint64_t kMaxChunkBytes = 64 * 1024;
+  static constexpr uint64_t kDataStartBytes = 4096;  // the first block is reserved
+  static constexpr uint32_t kMaxOrdinal = 64;        // colliding chunks tried per address
+
+  struct Options {
+    asio::any_io_executor owner;  // required
+    uint64_t capacity_bytes = 0;  // data file size to use (grown at open); 0: its size now
+    uint64_t cache_bytes = 64ull << 20;
+    uint64_t max_put_bytes = 1ull << 20;  // staging buffer allocated at open (grows if needed)
+  };
+
+  // Replays the journal and rebuilds the index and free space. Run on the owner's thread.
+  static Task<Result<std::unique_ptr<LocalChunkStore>>> open(BlockFile& data,
+                                                             std::unique_ptr<RecordLog> journal,
+                                                             const ChunkHasher& hasher,
+                                                             Options options);
+
+  // Opens (creating) `<dir>/chunks.data` and `<dir>/chunks-index.log` with O_DIRECT files.
+  struct DirOptions {
+    uint64_t data_capacity_bytes = 1ull << 30;
+    uint64_t journal_capacity_bytes = 256ull << 20;
+    bool allow_buffered = false;
+    DiskRing* ring = nullptr;  // null: the calling reactor's
+  };
+  static Task<Result<std::unique_ptr<LocalChunkStore>>> open_dir(const std::string& dir,
+                                                                 const ChunkHasher& hasher,
+                                                                 Options options,
+                                                                 DirOptions dir_options);
+
+  ~LocalChunkStore() override;
+
+  Task<Result<void>> put(std::span<const std::span<const std::byte>> chunks,
+                         std::span<ChunkId> ids) override;
+  Task<Result<void>> get(const ChunkId& id, std::span<std::byte> out) override;
+  Task<Result<void>> ref(std::span<const ChunkId> ids) override;
+  Task<Result<void>> unref(std::span<const ChunkId> ids) override;
+  Task<Result<void>> flush() override;
+  [[nodiscard]] ChunkStoreStats stats() const override;
+
+  // The chunk's reference count, or 0 if it is not stored (owner thread; for tests).
+  [[nodiscard]] uint64_t refs(const ChunkId& id) const;
+  // Where a chunk's bytes are (owner thread; for corruption tests).
+  [[nodiscard]] std::optional<uint64_t> offset_of(const ChunkId& id) const;
+
+ private:
+  struct Entry {
+    uint64_t offset_bytes = 0;
+    uint64_t checksum = 0;
+    uint32_t length_bytes = 0;
+    uint32_t refs = 0;
+  };
+  struct Plan;
+  using Index = std::unordered_map<ChunkId, Entry, ChunkIdHash>;
+
+  LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
+                  Options options);
+
+  Task<Result<void>> load();
+  [[nodiscard]] Result<void> apply_record(std::span<const std::byte> record);
+  Task<Result<void>> put_here(std::span<const std::span<const std::byte>> chunks,
+                              std::span<ChunkId> ids);
+  Task<Result<ChunkId>> plan_chunk(std::span<const std::byte> chunk, Plan& plan);
+  enum class Match { same, different };
+  Task<Result<Match>> same_bytes(const ChunkId& id, const Entry& e,
+                                 std::span<const std::byte> chunk);
+  Task<Result<void>> write_new(Plan& plan);
+  Task<Result<void>> get_here(ChunkId id, std::span<std::byte> out);
+  Task<Result<void>> read_entry(const ChunkId& id, const Entry& e, std::span<std::byte> out);
+  Task<Result<void>> ref_here(std::span<const ChunkId> ids, int sign);
+  Task<Result<void>> flush_here();
+  Task<Result<void>> write_checkpoint();
+  void journal_add(const ChunkId& id, const Entry& e);
+  void journal_ref(const ChunkId& id, int32_t delta);
+  void drop(const ChunkId& id, Index::iterator it);
+  void update_stats(const std::function<void(ChunkStoreStats&)>& f) const;
+  [[nodiscard]] static uint64_t padded(uint64_t length_bytes) noexcept;
+
+  BlockFile& data_;
+  std::unique_ptr<BlockFile> owned_data_;
+  std::unique_ptr<RecordLog> journal_;
+  const ChunkHasher& hasher_;
+  Options options_;
+  AsyncMutex mutex_;
+  std::error_code failure_;
+
+  Index index_;
+  ExtentAllocator allocator_;
+  ChunkCache cache_;
+  std::vector<std::byte> pending_ops_;                        // journal ops since the last flush
+  std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // reusable after the flush
+  AlignedBuffer staging_;                                     // put's write buffer
+
+  mutable std::mutex stats_mutex_;
+  mutable ChunkStoreStats stats_;
+};
+
+}  // namespace cairn::io
