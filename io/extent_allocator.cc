@@ -94,3 +94,17 @@ void ExtentAllocator::free(uint64_t offset_bytes, uint64_t length_bytes) {
 }
 
 }  // namespace cairn::io
+
+namespace cairn::io {
+
+void ExtentAllocator::extend(uint64_t new_end_bytes) {
+  CAIRN_ASSERT(new_end_bytes % BlockFile::kAlignment == 0);
+  if (new_end_bytes <= end_) {
+    return;
+  }
+  uint64_t old_end = end_;
+  end_ = new_end_bytes;
+  free(old_end, new_end_bytes - old_end);
+}
+
+}  // namespace cairn::io

@@ -27,6 +27,8 @@ class ExtentAllocator {
   // is not free.
   [[nodiscard]] bool reserve(uint64_t offset_bytes, uint64_t length_bytes);
   void free(uint64_t offset_bytes, uint64_t length_bytes);
+  // Adds [end, new_end_bytes) as free space (the data file grew).
+  void extend(uint64_t new_end_bytes);
 
   [[nodiscard]] uint64_t free_bytes() const noexcept { return free_bytes_; }
   [[nodiscard]] uint64_t capacity_bytes() const noexcept { return end_ - begin_; }

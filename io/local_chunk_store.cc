@@ -380,27 +380,9 @@ Task<Result<void>> LocalChunkStore::write_new(Plan& plan) {
   if (total == 0) {
     co_return Result<void>{};
   }
-  // One contiguous run if there is one; otherwise each chunk where it fits.
-  std::vector<std::pair<uint64_t, uint64_t>> taken;
-  if (auto run = allocator_.allocate(total)) {
-    uint64_t at = *run;
-    for (Plan::Fresh& f : plan.fresh) {
-      f.offset_bytes = at;
-      at += padded(f.data.size());
-    }
-    taken.emplace_back(*run, total);
-  } else {
-    for (Plan::Fresh& f : plan.fresh) {
-      auto one = allocator_.allocate(padded(f.data.size()));
-      if (!one) {
-        for (auto [off, len] : taken) {
-          allocator_.free(off, len);
-        }
-        co_return make_error(errc::no_space);
-      }
-      f.offset_bytes = *one;
-      taken.emplace_back(*one, padded(f.data.size()));
-    }
+  auto taken = co_await allocate(plan, total);
+  if (!taken) {
+    co_return taken.error();
   }
   // Copy into the staging buffer and write each run of adjacent chunks with one request.
   if (staging_.size() < total) {
@@ -425,11 +407,74 @@ Task<Result<void>> LocalChunkStore::write_new(Plan& plan) {
     i = j;
   }
   if (!result) {
-    for (auto [off, len] : taken) {
+    for (auto [off, len] : *taken) {
       allocator_.free(off, len);
     }
   }
   co_return result;
+}
+
+// One contiguous run if there is one; otherwise each chunk where it fits; growing the data
+// file once if allowed.
+Task<Result<std::vector<std::pair<uint64_t, uint64_t>>>> LocalChunkStore::allocate(Plan& plan,
+                                                                                   uint64_t total) {
+  std::vector<std::pair<uint64_t, uint64_t>> taken;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (auto run = allocator_.allocate(total)) {
+      uint64_t at = *run;
+      for (Plan::Fresh& f : plan.fresh) {
+        f.offset_bytes = at;
+        at += padded(f.data.size());
+      }
+      taken.emplace_back(*run, total);
+      co_return taken;
+    }
+    bool all = true;
+    for (Plan::Fresh& f : plan.fresh) {
+      auto one = allocator_.allocate(padded(f.data.size()));
+      if (!one) {
+        all = false;
+        break;
+      }
+      f.offset_bytes = *one;
+      taken.emplace_back(*one, padded(f.data.size()));
+    }
+    if (all) {
+      co_return taken;
+    }
+    for (auto [off, len] : taken) {
+      allocator_.free(off, len);
+    }
+    taken.clear();
+    if (attempt > 0 || !co_await grow_for(total)) {
+      break;
+    }
+  }
+  co_return make_error(errc::no_space);
+}
+
+Task<bool> LocalChunkStore::grow_for(uint64_t length_bytes) {
+  if (options_.grow_step_bytes == 0) {
+    co_return false;
+  }
+  uint64_t old_size = allocator_.capacity_bytes() + kDataStartBytes;
+  uint64_t step = std::max(align_down(options_.grow_step_bytes), padded(length_bytes));
+  uint64_t new_size = old_size + step;
+  if (options_.max_capacity_bytes != 0) {
+    new_size = std::min(new_size, align_down(options_.max_capacity_bytes));
+  }
+  if (new_size <= old_size) {
+    co_return false;
+  }
+  if (auto r = co_await data_.grow(new_size); !r) {
+    CAIRN_LOG(warn, "io", "cannot grow the chunk data file to {} bytes: {}", new_size,
+              r.error().message());
+    co_return false;
+  }
+  allocator_.extend(new_size);
+  update_stats([&](ChunkStoreStats& s) { s.capacity_bytes = allocator_.capacity_bytes(); });
+  CAIRN_LOG(info, "io", "chunk data file grown to {} bytes", new_size);
+  co_return true;
 }
 
 // ---- get ----

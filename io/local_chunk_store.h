@@ -63,6 +63,10 @@ class LocalChunkStore final : public ChunkStore {
   struct Options {
     asio::any_io_executor owner;  // required
     uint64_t capacity_bytes = 0;  // data file size to use (grown at open); 0: its size now
+    // When full, grow the data file by this much (fallocate, a short blocking call), up to
+    // max_capacity_bytes (0: no limit but the file system). grow_step_bytes 0: never grow.
+    uint64_t grow_step_bytes = 0;
+    uint64_t max_capacity_bytes = 0;
     uint64_t cache_bytes = 64ull << 20;
     uint64_t max_put_bytes = 1ull << 20;  // staging buffer allocated at open (grows if needed)
   };
@@ -122,6 +126,8 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<Match>> same_bytes(const ChunkId& id, const Entry& e,
                                  std::span<const std::byte> chunk);
   Task<Result<void>> write_new(Plan& plan);
+  Task<Result<std::vector<std::pair<uint64_t, uint64_t>>>> allocate(Plan& plan, uint64_t total);
+  Task<bool> grow_for(uint64_t length_bytes);
   Task<Result<void>> get_here(ChunkId id, std::span<std::byte> out);
   Task<Result<void>> read_entry(const ChunkId& id, const Entry& e, std::span<std::byte> out);
   Task<Result<void>> ref_here(std::span<const ChunkId> ids, int sign);

@@ -42,6 +42,8 @@ class SimStore {
     LocalChunkStore::Options options;
     options.owner = ctx_.get_executor();
     options.cache_bytes = cache_bytes_;
+    options.grow_step_bytes = grow_step_bytes;
+    options.max_capacity_bytes = max_capacity_bytes;
     auto store =
         test::run(ctx_, LocalChunkStore::open(data_, std::move(*journal), hasher_, options));
     if (!store) {
@@ -77,6 +79,9 @@ class SimStore {
   Result<void> unref(std::vector<ChunkId> ids) { return test::run(ctx_, store_->unref(ids)); }
   Result<void> ref(std::vector<ChunkId> ids) { return test::run(ctx_, store_->ref(ids)); }
   Result<void> flush() { return test::run(ctx_, store_->flush()); }
+
+  uint64_t grow_step_bytes = 0;
+  uint64_t max_capacity_bytes = 0;
 
   LocalChunkStore& store() { return *store_; }
   SimBlockFile& data() { return data_; }
@@ -171,6 +176,31 @@ TEST(LocalChunkStore, FullStoreSaysNoSpaceAndRecovers) {
   ASSERT_TRUE(reused);
   EXPECT_EQ(s.get((*reused)[0], 4096).value(), test::pattern(4096, 1000));
   EXPECT_EQ(s.get(ids[4], 4096).value(), test::pattern(4096, 4));
+}
+
+TEST(LocalChunkStore, GrowsTheDataFileWhenFullUpToItsLimit) {
+  SimStore s(128, 64 * 1024);
+  s.grow_step_bytes = 64 * 1024;
+  s.max_capacity_bytes = 256 * 1024;
+  ASSERT_TRUE(s.open());
+  EXPECT_EQ(s.store().stats().capacity_bytes, 60u * 1024);
+  std::vector<ChunkId> ids;
+  Result<std::vector<ChunkId>> r;
+  for (uint64_t i = 0; i < 100; ++i) {
+    r = s.put({test::pattern(4096, i)});
+    if (!r) {
+      break;
+    }
+    ids.push_back((*r)[0]);
+  }
+  EXPECT_EQ(r.error(), errc::no_space);
+  EXPECT_EQ(ids.size(), 63u);  // 256 KiB less the reserved first block
+  EXPECT_EQ(s.data().size_bytes(), 256u * 1024);
+  EXPECT_EQ(s.store().stats().capacity_bytes, 252u * 1024);
+  ASSERT_TRUE(s.flush());
+  s.power_cut(3);
+  ASSERT_TRUE(s.open());
+  EXPECT_EQ(s.get(ids[62], 4096).value(), test::pattern(4096, 62));
 }
 
 TEST(LocalChunkStore, CorruptSectorIsAChecksumMismatchNeverBadData) {
