@@ -1,5 +1,6 @@
 #include "tools/admin_server.h"
 
+#include <array>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -38,6 +39,24 @@ http::response<http::string_body> make_response(const AdminResponse& answer, uns
   res.body() = answer.body;
   res.prepare_payload();
   return res;
+}
+
+// A lingering close after an error answer: stop sending, then read and discard what the
+// client still sends (bounded in bytes and time), so that closing with unread input does not
+// reset the connection and destroy the answer before the client reads it.
+Task<void> drain(beast::tcp_stream& stream) {
+  constexpr std::size_t kDrainLimitBytes = 1u << 20;
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.expires_after(std::chrono::seconds(1));
+  std::array<char, 16384> sink;
+  for (std::size_t total = 0; total < kDrainLimitBytes;) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
+    if (ec) {
+      break;
+    }
+    total += n;
+  }
 }
 
 }  // namespace
@@ -124,6 +143,7 @@ Task<void> AdminServer::serve(tcp::socket socket) {
                                    11, false);
           stream.expires_after(options_.io_timeout);
           co_await http::async_write(stream, res, use_tuple);
+          co_await drain(stream);
         }
         break;
       }
