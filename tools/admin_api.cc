@@ -80,6 +80,14 @@ json::object volume_stats_json(const blockmap::VolumeStats& s) {
   json::object o;
   o["logical_bytes"] = s.logical_bytes;
   o["mapped_bytes"] = s.mapped_bytes;
+  o["referenced_bytes"] = s.referenced_bytes;
+  o["map_cache_pages"] = s.map_cache_pages;
+  o["map_cache_max_pages"] = s.map_cache_max_pages;
+  o["map_cache_hits"] = s.map_cache_hits;
+  o["map_cache_misses"] = s.map_cache_misses;
+  o["map_cache_hit_ratio"] = hit_ratio(s.map_cache_hits, s.map_cache_misses);
+  o["map_page_writes"] = s.map_page_writes;
+  o["map_checkpoints"] = s.map_checkpoints;
   o["reads"] = s.reads;
   o["writes"] = s.writes;
   o["flushes"] = s.flushes;
@@ -428,6 +436,16 @@ Task<AdminResponse> AdminApi::render_metrics() {
     out.gauge("cairn_volume_size_bytes", "Volume size.", vol, static_cast<double>(c.size_bytes));
     out.gauge("cairn_volume_mapped_bytes", "Bytes of chunks the volume map references.", vol,
               static_cast<double>(v->mapped_bytes));
+    out.counter("cairn_volume_map_cache_hits_total", "Map page lookups served by the cache.", vol,
+                v->map_cache_hits);
+    out.counter("cairn_volume_map_cache_misses_total", "Map page lookups that loaded a page.", vol,
+                v->map_cache_misses);
+    out.gauge("cairn_volume_map_cache_hit_ratio", "Map cache hits per map page lookup.", vol,
+              hit_ratio(v->map_cache_hits, v->map_cache_misses));
+    out.gauge("cairn_volume_map_cache_pages", "Map pages held in the cache.", vol,
+              static_cast<double>(v->map_cache_pages));
+    out.counter("cairn_volume_map_checkpoints_total", "Map checkpoints written.", vol,
+                v->map_checkpoints);
     auto op = [&](const char* name, uint64_t n) {
       out.counter("cairn_volume_operations_total", "Volume operations, by kind.",
                   {{"volume", c.name}, {"op", name}}, n);

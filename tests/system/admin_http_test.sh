@@ -73,7 +73,8 @@ echo "== /metrics"
 ctype=$(curl -s -o "$dir/metrics" -w '%{content_type}' "$base/metrics")
 [[ $ctype == text/plain* ]] || fail "/metrics content type is '$ctype'"
 for family in cairn_store_dedup_ratio cairn_store_physical_bytes cairn_store_referenced_bytes \
-  cairn_store_cache_hit_ratio cairn_volumes cairn_volume_size_bytes cairn_admin_requests_total; do
+  cairn_store_cache_hit_ratio cairn_volumes cairn_volume_size_bytes cairn_admin_requests_total \
+  cairn_volume_map_cache_hit_ratio cairn_volume_mapped_bytes cairn_volume_operations_total; do
   grep -q "^# TYPE $family " "$dir/metrics" || fail "/metrics lacks $family"
 done
 grep -qx 'cairn_volume_size_bytes{volume="web"} 536870912' "$dir/metrics" ||

@@ -7,6 +7,8 @@
 #include <sstream>
 #include <thread>
 
+#include "base/request_metrics.h"
+
 namespace cairn::metrics {
 namespace {
 
@@ -154,6 +156,30 @@ TEST(Registry, CollectorsAddToTheExpositionUntilRemoved) {
   EXPECT_EQ(lines_with(r.render(), "cairn_space_bytes{volume=\"a\\\"b\"} 4096").size(), 1u);
   r.remove_collector(id);
   EXPECT_EQ(r.render().find("cairn_space_bytes"), std::string::npos);
+}
+
+TEST(RequestMetrics, CountsByCommandErrorsLatencyAndBytes) {
+  Registry r;
+  const std::string_view names[] = {"read", "write", "", "flush"};
+  RequestMetrics m(r, "cairn_test", names);
+  m.record(0, true, 3, 4096, 0);
+  m.record(0, false, 100, 0, 0);
+  m.record(1, true, 1, 0, 8192);
+  m.record(2, true, 1, 0, 0);   // unnamed opcode
+  m.record(99, true, 1, 0, 0);  // past the table
+  std::string text = r.render();
+  EXPECT_EQ(lines_with(text, "cairn_test_requests_total{command=\"read\"} 2").size(), 1u);
+  EXPECT_EQ(lines_with(text, "cairn_test_request_errors_total{command=\"read\"} 1").size(), 1u);
+  EXPECT_EQ(lines_with(text, "cairn_test_requests_total{command=\"write\"} 1").size(), 1u);
+  EXPECT_EQ(lines_with(text, "cairn_test_requests_total{command=\"other\"} 2").size(), 1u);
+  EXPECT_EQ(lines_with(text, "cairn_test_requests_total{command=\"flush\"} 0").size(), 1u);
+  EXPECT_EQ(lines_with(text, "cairn_test_bytes_total{direction=\"read\"} 4096").size(), 1u);
+  EXPECT_EQ(lines_with(text, "cairn_test_bytes_total{direction=\"write\"} 8192").size(), 1u);
+  EXPECT_EQ(
+      lines_with(text, "cairn_test_request_duration_seconds_count{command=\"read\"} 2").size(), 1u);
+  EXPECT_EQ(
+      lines_with(text, "cairn_test_request_duration_seconds_sum{command=\"read\"} 0.000103").size(),
+      1u);
 }
 
 }  // namespace

@@ -335,6 +335,10 @@ int Cli::info() {
               human_bytes(n(s, "read_bytes")).c_str());
   std::printf("writes       %llu (%s)\n", static_cast<unsigned long long>(n(s, "writes")),
               human_bytes(n(s, "write_bytes")).c_str());
+  std::printf("map cache    %llu of %llu pages, hit ratio %.2f\n",
+              static_cast<unsigned long long>(n(s, "map_cache_pages")),
+              static_cast<unsigned long long>(n(s, "map_cache_max_pages")),
+              s.at("map_cache_hit_ratio").to_number<double>());
   std::printf("store        %s referenced, %s physical, dedup ratio %.2f (whole node)\n",
               human_bytes(n(st, "referenced_bytes")).c_str(),
               human_bytes(n(st, "physical_bytes")).c_str(),
