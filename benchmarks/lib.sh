@@ -47,9 +47,13 @@ bench_workdir() {
   trap 'exit 130' INT TERM
 }
 
-# Stops every server this script started (by its own pid only), then removes the work dir.
+# Stops every server this script started (by its own pid only), then removes the work dir
+# unless --keep was given or the script failed (its fio files and logs are then worth a look).
 bench_cleanup() {
-  local name
+  local status=$? name
+  if ((status != 0)); then
+    keep=1
+  fi
   for name in "${started[@]+"${started[@]}"}"; do
     bench_stop "$name"
   done
@@ -182,8 +186,8 @@ bench_machine() {
 # commits that touched the store and the daemon, for the report's caveat.
 bench_store_note() {
   local kind
-  kind="$(grep -oE 'io::[A-Za-z]*ChunkStore [a-z_]+[({]' "$1/tools/node.cc" 2>/dev/null |
-    head -n 1 | cut -d' ' -f1)"
+  kind="$(grep -oE 'io::[A-Z][A-Za-z]+ChunkStore' "$1/tools/node.cc" 2>/dev/null | sort -u |
+    paste -sd, -)"
   echo "tools/node.cc wires ${kind:-an unknown store};" \
     "last io/ commit $(git -C "$1" log -1 --format='%h %s (%cs)' -- io/ 2>/dev/null);" \
     "last tools/ commit $(git -C "$1" log -1 --format='%h %s (%cs)' -- tools/ 2>/dev/null)"

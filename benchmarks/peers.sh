@@ -222,10 +222,13 @@ store_note="$(bench_store_note "$repo")"
 tree_note="$(bench_tree_note "$repo")"
 [[ -z "$tree_note" ]] || notes+=("$tree_note")
 if [[ "$store_note" == *MemChunkStore* ]]; then
-  notes+=("cairnd keeps chunks in RAM (MemChunkStore) at this commit: its cold rows are not" \
-    "cold and its writes are not durable, so no cairnd row is comparable with qemu-nbd yet")
+  notes+=("cairnd keeps chunks in RAM (MemChunkStore) at this commit: its cold rows are not
+cold and its writes are not durable, so no cairnd row is comparable with qemu-nbd yet")
 fi
-printf '%s\n' "${notes[@]+"${notes[@]}"}" >"$results/notes.txt"
+# One note per line in notes.txt.
+for note in "${notes[@]+"${notes[@]}"}"; do
+  printf '%s\n' "${note//$'\n'/ }"
+done >"$results/notes.txt"
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" META_MACHINE="$machine_start; at the end: load average $(cut -d" " -f1-3 /proc/loadavg)" META_FIO="$(fio --version)" \
   META_COMMIT="$commit" META_STORE="$store_note" META_RUNS="$runs" META_RUNTIME="$runtime_s" \
   META_RAMP="$ramp_s" META_SIZE="$size_bytes" META_HOT="$hot_cache" META_COLD="$cold_cache" \
