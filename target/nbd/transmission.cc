@@ -5,6 +5,7 @@
 
 #include "base/assert.h"
 #include "base/log.h"
+#include "base/request_metrics.h"
 
 namespace cairn::target::nbd {
 namespace {
@@ -15,6 +16,14 @@ constexpr std::size_t kMaxBatchBuffers = 256;
 constexpr uint64_t kMaxStatusQueryBytes = 256ull << 20;
 // ... and at most this many descriptors ("SHOULD NOT send more than 2^20").
 constexpr std::size_t kMaxDescriptors = 1u << 16;
+
+// The cairn_nbd_* request metrics (docs/operations.md), indexed by NBD command type.
+metrics::RequestMetrics& nbd_metrics() {
+  static constexpr std::string_view kNames[] = {"read", "write", "disc",         "flush",
+                                                "trim", "cache", "write_zeroes", "block_status"};
+  static metrics::RequestMetrics m(metrics::Registry::global(), "cairn_nbd", kNames);
+  return m;
+}
 
 // The ordinary ways a connection ends, which are not worth a log line.
 bool is_eof(std::error_code ec) noexcept {
@@ -153,7 +162,13 @@ void Transmission::free_job(Job* job) noexcept {
 }
 
 Task<void> Transmission::handle(Job* job) {
+  auto start = std::chrono::steady_clock::now();
   co_await execute(*job);
+  const Request& r = job->request;
+  const bool ok = job->error == Errno::ok;
+  nbd_metrics().record(r.type, ok, metrics::elapsed_us(start),
+                       ok && r.type == static_cast<uint16_t>(Cmd::read) ? r.length_bytes : 0,
+                       ok && r.type == static_cast<uint16_t>(Cmd::write) ? r.length_bytes : 0);
   reply(job);
 }
 

@@ -87,5 +87,18 @@ read_bytes=$(sed -n 's/^cairn_volume_bytes_total{volume="disk",direction="read"}
 [ -n "$read_bytes" ] && [ "$read_bytes" -ge $((16 << 20)) ] ||
   fail "cairn_volume_bytes_total for disk reads is '$read_bytes'"
 
+# The NBD front end's own metrics: requests by command, bytes, and latency histograms.
+nbd_writes=$(sed -n 's/^cairn_nbd_requests_total{command="write"} //p' "$dir/metrics")
+[ -n "$nbd_writes" ] && [ "$nbd_writes" -gt 0 ] || fail "cairn_nbd_requests_total write: '$nbd_writes'"
+hist_writes=$(sed -n 's/^cairn_nbd_request_duration_seconds_count{command="write"} //p' "$dir/metrics")
+[ "$hist_writes" = "$nbd_writes" ] || fail "write latency count $hist_writes != $nbd_writes writes"
+inf=$(sed -n 's/^cairn_nbd_request_duration_seconds_bucket{command="write",le="+Inf"} //p' \
+  "$dir/metrics")
+[ "$inf" = "$nbd_writes" ] || fail "write latency +Inf bucket $inf != $nbd_writes writes"
+nbd_in=$(sed -n 's/^cairn_nbd_bytes_total{direction="write"} //p' "$dir/metrics")
+[ -n "$nbd_in" ] && [ "$nbd_in" -ge $((16 << 20)) ] || fail "cairn_nbd_bytes_total write: '$nbd_in'"
+zeroes=$(sed -n 's/^cairn_nbd_requests_total{command="write_zeroes"} //p' "$dir/metrics")
+[ -n "$zeroes" ] && [ "$zeroes" -gt 0 ] || fail "import sent no WRITE_ZEROES: '$zeroes'"
+
 check_node_healthy
 echo "PASS"
