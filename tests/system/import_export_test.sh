@@ -11,6 +11,8 @@ cairn=$2
 source "$(dirname "$0")/lib.sh"
 require python3 python3
 require curl curl
+require script bsdutils
+/usr/bin/python3 -c 'import nbd' 2>/dev/null || skip "/usr/bin/python3 lacks nbd (python3-libnbd)"
 start_node
 
 # 40 MiB + 1000 bytes: random, zeroes, random, a hole, random, and an unaligned tail.
@@ -68,6 +70,31 @@ expect_ok "${C[@]}" import "$dir/zero.raw" copy
 expect_ok "${C[@]}" export copy "$dir/copy2.raw"
 truncate -s 64M "$dir/zero.raw"
 cmp "$dir/zero.raw" "$dir/copy2.raw" || fail "zeroes did not replace old data"
+
+echo "== progress bar on a terminal"
+script -qec "$(printf '%q ' "${C[@]}") import $img small2" /dev/null >"$dir/tty.txt" 2>&1 &&
+  fail "import into a missing volume succeeded on a terminal"
+expect_ok "${C[@]}" volume create small2 48M
+script -qec "$(printf '%q ' "${C[@]}") import $img small2" /dev/null >"$dir/tty.txt" 2>&1 ||
+  fail "import on a terminal failed: $(cat "$dir/tty.txt")"
+grep -q $'\rimporting \[#\{30\}\] 100%' "$dir/tty.txt" ||
+  fail "no progress bar on a terminal: $(cat -v "$dir/tty.txt")"
+
+echo "== a volume in use cannot be deleted"
+/usr/bin/python3 -c '
+import nbd, sys, time
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+print("connected", flush=True)
+time.sleep(5)
+' "nbd://127.0.0.1:$nbd_port/small2" >"$dir/holder.txt" &
+holder=$!
+for _ in $(seq 50); do grep -q connected "$dir/holder.txt" && break; sleep 0.1; done
+grep -q connected "$dir/holder.txt" || fail "the NBD client did not connect"
+expect_fail 1 "volume 'small2' is in use by a client; disconnect it first" \
+  "${C[@]}" volume delete small2
+wait "$holder"
+expect_ok "${C[@]}" volume delete small2
 
 echo "== errors"
 expect_fail 1 "holds only 16777216; make it larger first" "${C[@]}" import "$img" small
