@@ -1,8 +1,9 @@
 // SimChunkStore: a test ChunkStore in RAM whose state survives "power cuts" the way the
 // ChunkStore contract allows, and whose operations yield to other coroutines at random.
 //
-// - Every operation may first yield (asio::post), chosen by the seed, so that concurrent
-//   volume requests interleave at realistic points even though nothing touches a disk.
+// - Every operation may yield (asio::post) before and after it takes effect, chosen by the
+//   seed, so that concurrent volume requests interleave, and a power cut can fall between an
+//   operation and its caller's next step, even though nothing touches a disk.
 // - flush() makes the current state durable. power_cut() keeps the durable state plus a
 //   random prefix of the operations since the last flush (a store may persist some of them
 //   early, in order), and drops the rest. Callers must therefore follow the ordering rule in
@@ -41,6 +42,7 @@ class SimChunkStore final : public io::ChunkStore {
       apply(current_, Op{true, ids[i], data});
       ops_.push_back(Op{true, ids[i], data});
     }
+    co_await maybe_yield();
     co_return Result<void>{};
   }
 
@@ -77,6 +79,7 @@ class SimChunkStore final : public io::ChunkStore {
       apply(current_, Op{false, id, nullptr});
       ops_.push_back(Op{false, id, nullptr});
     }
+    co_await maybe_yield();
     co_return Result<void>{};
   }
 
@@ -85,6 +88,7 @@ class SimChunkStore final : public io::ChunkStore {
     durable_ = current_;
     ops_.clear();
     flushes_++;
+    co_await maybe_yield();
     co_return Result<void>{};
   }
 
