@@ -9,6 +9,8 @@
 #   cairn.port=N        the node's NBD port
 #   cairn.volume=NAME   the volume (NBD export name)
 #   cairn.size=BYTES    the volume's size, checked against the attached device
+#   cairn.port2=N       optional: after the first disconnect, print CAIRN-VM-RESTART and reconnect
+#                       to this port instead, retrying while the host restarts the node there
 #
 # The last line of a run is exactly one of
 #   CAIRN-VM-RESULT: PASS <test>
@@ -107,6 +109,22 @@ nbd_connect() {
   wait_for_size nbd0 "$size_bytes"
 }
 
+# Waits (up to 120 s) for the restarted node to accept the connection.
+nbd_connect_retry() {
+  local i=0
+  say "\$ nbd-client $host $port /dev/nbd0 -N $volume -b 4096 (retrying)"
+  while ! nbd-client "$host" "$port" /dev/nbd0 -N "$volume" -b 4096 >/tmp/nbd-client.out 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -gt 120 ]; then
+      cat /tmp/nbd-client.out
+      fail "the restarted node did not accept a connection within 120 s"
+    fi
+    sleep 1
+  done
+  say "connected after $i retries"
+  wait_for_size nbd0 "$size_bytes"
+}
+
 nbd_disconnect() {
   run nbd-client -d /dev/nbd0
   local i=0
@@ -149,9 +167,16 @@ test_nbd() {
   run e2fsck -f -n /dev/nbd0
   nbd_disconnect
 
-  say "reconnect and verify"
   echo 3 >/proc/sys/vm/drop_caches
-  nbd_connect
+  if [ -n "$port2" ]; then
+    say "reconnect to the restarted node and verify"
+    echo "CAIRN-VM-RESTART"
+    port="$port2"
+    nbd_connect_retry
+  else
+    say "reconnect and verify"
+    nbd_connect
+  fi
   run mount -t ext4 /dev/nbd0 /mnt
   verify_files
   run umount /mnt
@@ -175,6 +200,7 @@ main() {
   port="$(param cairn.port)" || port=10809
   volume="$(param cairn.volume)" || fail "no cairn.volume="
   size_bytes="$(param cairn.size)" || fail "no cairn.size="
+  port2="$(param cairn.port2)" || port2=""
   check_tools
   setup_network
   case "$test_name" in
