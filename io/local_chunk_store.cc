@@ -36,9 +36,19 @@ struct LocalChunkStore::Plan {
   };
   std::vector<Fresh> fresh;  // new chunks, in put order
   std::unordered_map<ChunkId, std::size_t, ChunkIdHash> fresh_at;
-  std::unordered_map<ChunkId, uint32_t, ChunkIdHash> hits;  // stored chunks: extra refs
+  Counts hits;                                // stored chunks: extra refs
+  Counts inflight_hits;                       // chunks of other puts in flight: extra refs
+  std::vector<std::shared_ptr<Batch>> waits;  // those puts
+  std::shared_ptr<Batch> batch;               // this put, for others to wait on
+  std::vector<std::pair<uint64_t, uint64_t>> extents;
   uint64_t dedup_hits = 0;
   uint64_t collisions = 0;
+};
+
+// Completion of one put's data write: locked while it is in flight.
+struct LocalChunkStore::Batch {
+  AsyncMutex done;
+  bool failed = false;
 };
 
 uint64_t LocalChunkStore::padded(uint64_t length_bytes) noexcept {
@@ -52,8 +62,8 @@ LocalChunkStore::LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> jou
       hasher_(hasher),
       options_(std::move(options)),
       allocator_(kDataStartBytes, options_.capacity_bytes),
-      cache_(options_.cache_bytes),
-      staging_(options_.max_put_bytes) {
+      cache_(options_.cache_bytes) {
+  staging_pool_.emplace_back(options_.max_put_bytes);
   stats_.capacity_bytes = allocator_.capacity_bytes();
 }
 
@@ -261,11 +271,39 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
       co_return make_error(errc::invalid_argument);
     }
   }
+  Plan plan;
+  plan.batch = std::make_shared<Batch>();
+  co_await plan.batch->done.lock();  // free: nobody else knows the batch yet
+  if (auto begun = co_await begin_put(chunks, ids, plan); !begun) {
+    plan.batch->failed = true;
+    plan.batch->done.unlock();
+    co_return begun;
+  }
+  // Outside the lock: write the new chunks, then wait for the puts whose chunks we share.
+  Result<void> result = co_await write_new(plan);
+  for (const auto& other : plan.waits) {
+    co_await other->done.lock();
+    other->done.unlock();
+    if (other->failed && result) {
+      result = make_error(errc::io_error);
+    }
+  }
+  {
+    auto guard = co_await mutex_.scoped();
+    finish_put(plan, static_cast<bool>(result));
+  }
+  plan.batch->done.unlock();
+  co_return result;
+}
+
+// Under the lock: decides every chunk's id, takes the references on stored chunks, allocates
+// the new chunks' space and announces them as in flight.
+Task<Result<void>> LocalChunkStore::begin_put(std::span<const std::span<const std::byte>> chunks,
+                                              std::span<ChunkId> ids, Plan& plan) {
   auto guard = co_await mutex_.scoped();
   if (failure_) {
     co_return failure_;
   }
-  Plan plan;
   for (std::size_t i = 0; i < chunks.size(); ++i) {
     auto id = co_await plan_chunk(chunks[i], plan);
     if (!id) {
@@ -273,8 +311,50 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
     }
     ids[i] = *id;
   }
-  if (auto w = co_await write_new(plan); !w) {
-    co_return w;
+  if (auto a = co_await allocate(plan); !a) {
+    co_return a;
+  }
+  uint64_t referenced = 0;
+  for (const auto& [id, n] : plan.hits) {
+    Entry& e = index_.at(id);
+    e.refs += n;
+    journal_ref(id, static_cast<int32_t>(n));
+    referenced += uint64_t{e.length_bytes} * n;
+  }
+  for (const auto& [id, n] : plan.inflight_hits) {
+    const Inflight& in = inflight_.at(id);
+    in.plan->fresh[in.fresh_index].refs += n;  // journalled with the chunk by its put
+  }
+  for (std::size_t k = 0; k < plan.fresh.size(); ++k) {
+    inflight_.emplace(plan.fresh[k].id, Inflight{&plan, k});
+  }
+  update_stats([&](ChunkStoreStats& s) {
+    s.referenced_bytes += referenced;
+    s.dedup_hits += plan.dedup_hits;
+    s.hash_collisions += plan.collisions;
+  });
+  co_return Result<void>{};
+}
+
+// Under the lock: publishes the new chunks, or on failure undoes what begin_put() did.
+void LocalChunkStore::finish_put(Plan& plan, bool ok) {
+  for (const Plan::Fresh& f : plan.fresh) {
+    inflight_.erase(f.id);
+  }
+  if (!ok) {
+    plan.batch->failed = true;
+    for (auto [off, len] : plan.extents) {
+      allocator_.free(off, len);
+    }
+    drop_refs(plan.hits);
+    Counts published;  // references we added to other puts' chunks that did get stored
+    for (const auto& [id, n] : plan.inflight_hits) {
+      if (index_.count(id) != 0) {
+        published.emplace(id, n);
+      }
+    }
+    drop_refs(published);
+    return;
   }
   uint64_t referenced = 0;
   uint64_t physical = 0;
@@ -286,20 +366,28 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
     referenced += f.data.size() * f.refs;
     physical += padded(f.data.size());
   }
-  for (const auto& [id, n] : plan.hits) {
-    Entry& e = index_.at(id);
-    e.refs += n;
-    journal_ref(id, static_cast<int32_t>(n));
-    referenced += uint64_t{e.length_bytes} * n;
-  }
   update_stats([&](ChunkStoreStats& s) {
     s.chunks += plan.fresh.size();
     s.referenced_bytes += referenced;
     s.physical_bytes += physical;
-    s.dedup_hits += plan.dedup_hits;
-    s.hash_collisions += plan.collisions;
   });
-  co_return Result<void>{};
+}
+
+// Under the lock: drops references (journalled), reclaiming chunks that reach zero.
+void LocalChunkStore::drop_refs(const Counts& counts) {
+  int64_t referenced = 0;
+  for (const auto& [id, n] : counts) {
+    auto it = index_.find(id);
+    CAIRN_ASSERT(it != index_.end() && it->second.refs >= n);
+    journal_ref(id, -static_cast<int32_t>(n));
+    referenced += int64_t{n} * it->second.length_bytes;
+    it->second.refs -= n;
+    if (it->second.refs == 0) {
+      drop(id, it);
+    }
+  }
+  update_stats(
+      [&](ChunkStoreStats& s) { s.referenced_bytes -= static_cast<uint64_t>(referenced); });
 }
 
 Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chunk, Plan& plan) {
@@ -310,6 +398,19 @@ Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chu
       if (fresh.data.size() == chunk.size() &&
           std::memcmp(fresh.data.data(), chunk.data(), chunk.size()) == 0) {
         ++fresh.refs;
+        ++plan.dedup_hits;
+        co_return id;
+      }
+      ++plan.collisions;
+      continue;
+    }
+    if (auto in = inflight_.find(id); in != inflight_.end()) {
+      const Plan::Fresh& theirs = in->second.plan->fresh[in->second.fresh_index];
+      if (theirs.data.size() == chunk.size() &&
+          std::memcmp(theirs.data.data(), chunk.data(), chunk.size()) == 0) {
+        if (plan.inflight_hits[id]++ == 0) {
+          plan.waits.push_back(in->second.plan->batch);
+        }
         ++plan.dedup_hits;
         co_return id;
       }
@@ -372,7 +473,9 @@ Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& 
                                                                         : Match::different;
 }
 
-Task<Result<void>> LocalChunkStore::write_new(Plan& plan) {
+// Copies the new chunks into a staging buffer and writes each run of adjacent chunks with one
+// request.
+Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
   uint64_t total = 0;
   for (const Plan::Fresh& f : plan.fresh) {
     total += padded(f.data.size());
@@ -380,13 +483,13 @@ Task<Result<void>> LocalChunkStore::write_new(Plan& plan) {
   if (total == 0) {
     co_return Result<void>{};
   }
-  auto taken = co_await allocate(plan, total);
-  if (!taken) {
-    co_return taken.error();
+  AlignedBuffer staging;
+  if (!staging_pool_.empty()) {
+    staging = std::move(staging_pool_.back());
+    staging_pool_.pop_back();
   }
-  // Copy into the staging buffer and write each run of adjacent chunks with one request.
-  if (staging_.size() < total) {
-    staging_.resize(total);
+  if (staging.size() < total) {
+    staging.resize(std::max(total, options_.max_put_bytes));
   }
   std::size_t i = 0;
   Result<void> result;
@@ -396,29 +499,31 @@ Task<Result<void>> LocalChunkStore::write_new(Plan& plan) {
     while (j < plan.fresh.size() &&
            plan.fresh[j].offset_bytes == plan.fresh[i].offset_bytes + run_bytes) {
       const Plan::Fresh& f = plan.fresh[j];
-      std::memcpy(staging_.data() + run_bytes, f.data.data(), f.data.size());
-      std::memset(staging_.data() + run_bytes + f.data.size(), 0,
+      std::memcpy(staging.data() + run_bytes, f.data.data(), f.data.size());
+      std::memset(staging.data() + run_bytes + f.data.size(), 0,
                   padded(f.data.size()) - f.data.size());
       run_bytes += padded(f.data.size());
       ++j;
     }
     result = co_await data_.write(plan.fresh[i].offset_bytes,
-                                  std::span<const std::byte>(staging_.data(), run_bytes));
+                                  std::span<const std::byte>(staging.data(), run_bytes));
     i = j;
   }
-  if (!result) {
-    for (auto [off, len] : *taken) {
-      allocator_.free(off, len);
-    }
-  }
+  staging_pool_.push_back(std::move(staging));
   co_return result;
 }
 
 // One contiguous run if there is one; otherwise each chunk where it fits; growing the data
 // file once if allowed.
-Task<Result<std::vector<std::pair<uint64_t, uint64_t>>>> LocalChunkStore::allocate(Plan& plan,
-                                                                                   uint64_t total) {
-  std::vector<std::pair<uint64_t, uint64_t>> taken;
+Task<Result<void>> LocalChunkStore::allocate(Plan& plan) {
+  uint64_t total = 0;
+  for (const Plan::Fresh& f : plan.fresh) {
+    total += padded(f.data.size());
+  }
+  if (total == 0) {
+    co_return Result<void>{};
+  }
+  std::vector<std::pair<uint64_t, uint64_t>>& taken = plan.extents;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (auto run = allocator_.allocate(total)) {
       uint64_t at = *run;
@@ -427,7 +532,7 @@ Task<Result<std::vector<std::pair<uint64_t, uint64_t>>>> LocalChunkStore::alloca
         at += padded(f.data.size());
       }
       taken.emplace_back(*run, total);
-      co_return taken;
+      co_return Result<void>{};
     }
     bool all = true;
     for (Plan::Fresh& f : plan.fresh) {
@@ -440,7 +545,7 @@ Task<Result<std::vector<std::pair<uint64_t, uint64_t>>>> LocalChunkStore::alloca
       taken.emplace_back(*one, padded(f.data.size()));
     }
     if (all) {
-      co_return taken;
+      co_return Result<void>{};
     }
     for (auto [off, len] : taken) {
       allocator_.free(off, len);

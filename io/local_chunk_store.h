@@ -23,9 +23,11 @@
 // Threading: the store belongs to an owner executor (one reactor; the BlockFile and the
 // journal do their I/O on its thread). Every public method may be called from any thread: it
 // hops to the owner with co_spawn and completes on the caller's executor. On the owner, one
-// AsyncMutex serializes put/ref/unref/flush (a put holds it across its data write, which
-// keeps the journal order simple at the cost of overlapping puts); get() takes no lock and
-// reads concurrently. stats() may be called from any thread.
+// AsyncMutex serializes changes to the index and the journal (ref, unref, flush, and the
+// planning and finishing steps of put); a put's data write runs outside it, so puts overlap.
+// A put that finds its bytes in another put's write in flight adds its reference to that
+// chunk and completes only after that put does. get() takes no lock. stats() may be called
+// from any thread.
 //
 // Lifetimes: the data BlockFile and the hasher are borrowed and must outlive the store (or
 // the data file is owned, from open_dir()); the journal is owned. Caller buffers are borrowed
@@ -112,7 +114,15 @@ class LocalChunkStore final : public ChunkStore {
     uint32_t refs = 0;
   };
   struct Plan;
+  struct Batch;
+  // A new chunk of a put whose data write is in flight: other puts of the same bytes add
+  // their references to it and wait for its batch.
+  struct Inflight {
+    Plan* plan;
+    std::size_t fresh_index;
+  };
   using Index = std::unordered_map<ChunkId, Entry, ChunkIdHash>;
+  using Counts = std::unordered_map<ChunkId, uint32_t, ChunkIdHash>;
 
   LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
                   Options options);
@@ -125,8 +135,12 @@ class LocalChunkStore final : public ChunkStore {
   enum class Match { same, different };
   Task<Result<Match>> same_bytes(const ChunkId& id, const Entry& e,
                                  std::span<const std::byte> chunk);
-  Task<Result<void>> write_new(Plan& plan);
-  Task<Result<std::vector<std::pair<uint64_t, uint64_t>>>> allocate(Plan& plan, uint64_t total);
+  Task<Result<void>> begin_put(std::span<const std::span<const std::byte>> chunks,
+                               std::span<ChunkId> ids, Plan& plan);
+  Task<Result<void>> write_new(const Plan& plan);
+  void finish_put(Plan& plan, bool ok);
+  void drop_refs(const Counts& counts);
+  Task<Result<void>> allocate(Plan& plan);
   Task<bool> grow_for(uint64_t length_bytes);
   Task<Result<void>> get_here(ChunkId id, std::span<std::byte> out);
   Task<Result<void>> read_entry(const ChunkId& id, const Entry& e, std::span<std::byte> out);
@@ -152,7 +166,8 @@ class LocalChunkStore final : public ChunkStore {
   ChunkCache cache_;
   std::vector<std::byte> pending_ops_;                        // journal ops since the last flush
   std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // reusable after the flush
-  AlignedBuffer staging_;                                     // put's write buffer
+  std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
+  std::vector<AlignedBuffer> staging_pool_;  // write buffers, one per put in flight
 
   mutable std::mutex stats_mutex_;
   mutable ChunkStoreStats stats_;

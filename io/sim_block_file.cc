@@ -37,6 +37,9 @@ bool SimBlockFile::take_write_budget() noexcept {
 }
 
 Task<Result<void>> SimBlockFile::read(uint64_t offset_bytes, std::span<std::byte> out) {
+  if (yield_) {
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  }
   if (!valid_range(offset_bytes, out.size(), out.data())) {
     co_return make_error(errc::invalid_argument);
   }
@@ -45,6 +48,9 @@ Task<Result<void>> SimBlockFile::read(uint64_t offset_bytes, std::span<std::byte
 }
 
 Task<Result<void>> SimBlockFile::write(uint64_t offset_bytes, std::span<const std::byte> data) {
+  if (yield_) {
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  }
   if (!valid_range(offset_bytes, data.size(), data.data())) {
     co_return make_error(errc::invalid_argument);
   }
@@ -58,6 +64,9 @@ Task<Result<void>> SimBlockFile::write(uint64_t offset_bytes, std::span<const st
 }
 
 Task<Result<void>> SimBlockFile::sync() {
+  if (yield_) {
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  }
   if (writes_before_failure_ && *writes_before_failure_ == 0) {
     co_return make_error(errc::io_error);
   }

@@ -13,9 +13,9 @@
 // aligned to it (checked, so callers' O_DIRECT bugs show up in simulation). Size changes by
 // grow() are durable at once.
 //
-// Operations complete immediately (no suspension). Threading: one thread at a time; the test
-// calls power_cut() while no operation is in flight. After a cut, users of the file must be
-// reopened (their in-memory state is from before the cut).
+// Operations complete immediately (no suspension) unless set_yield(true). Threading: one thread at
+// a time; the test calls power_cut() while no operation is in flight. After a cut, users of the
+// file must be reopened (their in-memory state is from before the cut).
 #pragma once
 
 #include <cstdint>
@@ -56,6 +56,9 @@ class SimBlockFile final : public BlockFile {
   [[nodiscard]] uint64_t writes() const noexcept { return writes_; }
   [[nodiscard]] uint64_t syncs() const noexcept { return syncs_; }
   [[nodiscard]] std::size_t unsynced_writes() const noexcept { return pending_.size(); }
+  // When on, every operation first yields to the executor (asio::post), so concurrent
+  // callers interleave at each I/O like they do on a real disk.
+  void set_yield(bool on) noexcept { yield_ = on; }
   // When false, buffer addresses are not checked (for tests that use unaligned vectors).
   void set_check_buffer_alignment(bool on) noexcept { check_buffer_alignment_ = on; }
 
@@ -77,6 +80,7 @@ class SimBlockFile final : public BlockFile {
   uint64_t writes_ = 0;
   uint64_t syncs_ = 0;
   bool check_buffer_alignment_ = true;
+  bool yield_ = false;
 };
 
 }  // namespace cairn::io
