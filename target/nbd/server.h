@@ -6,7 +6,13 @@
 // moved to the volume's owner reactor so every request runs on the thread that owns the
 // volume (docs/architecture.md, "Threads").
 //
-// Threading: construct, start() and stop() from the main thread.
+// Threading: construct, start() and stop() from the main thread (reactor 0's thread).
+// Lifetime: destroy the Server only after the reactors have stopped; connections still open
+// then are abandoned with their io_contexts. While running, each connection holds its volume
+// acquired (VolumeManager::acquire) from NBD_OPT_GO until it closes.
+//
+// Errors: a port already in use makes start() throw std::system_error saying so. Malformed
+// client input never throws: it gets an NBD error, or closes that connection only.
 #pragma once
 
 #include <cstdint>

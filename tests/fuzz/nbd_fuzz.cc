@@ -4,8 +4,9 @@
 // trip a sanitizer; the server's replies are discarded.
 //
 // Build: cmake --preset fuzz -B build/fuzz && ninja -C build/fuzz nbd_fuzz
-// Run:   build/fuzz/tests/fuzz/nbd_fuzz -max_total_time=60 -dict=tests/fuzz/nbd.dict \
-//          build/fuzz/corpus-nbd tests/fuzz/corpus/nbd
+// Run:   UBSAN_OPTIONS=halt_on_error=1 build/fuzz/tests/fuzz/nbd_fuzz -max_total_time=60 \
+//          -dict=tests/fuzz/nbd.dict build/fuzz/corpus-nbd tests/fuzz/corpus/nbd
+// (tests/fuzz/run_nbd_fuzz.sh does exactly this and fails on any finding.)
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -38,8 +39,10 @@ class MemStream final : public nbd::ByteStream {
       pos_ = input_.size();
       co_return make_error_code(asio::error::eof);
     }
-    std::memcpy(buffer.data(), input_.data() + pos_, buffer.size());
-    pos_ += buffer.size();
+    if (!buffer.empty()) {
+      std::memcpy(buffer.data(), input_.data() + pos_, buffer.size());
+      pos_ += buffer.size();
+    }
     co_return std::error_code{};
   }
 
