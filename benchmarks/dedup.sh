@@ -35,7 +35,7 @@ build=1
 workdir_arg=""
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -65,6 +65,7 @@ bench_need fio nbdinfo nbdcopy python3 numfmt du curl
 
 bench_workdir "$workdir_arg"
 machine_start="$(bench_machine)"
+date_start="$(date -u '+%Y-%m-%d %H:%M UTC')"
 [[ -n "$cairnd_bin" ]] || cairnd_bin="$repo/build/bench/tools/cairnd"
 if ((build == 1)); then
   bench_build_cairnd "$repo"
@@ -178,7 +179,7 @@ bench_stop "$name"
 
 # --- report -----------------------------------------------------------------------------------
 {
-  echo "## Dedup, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "## Dedup, $date_start to $(date -u '+%H:%M UTC')"
   echo ""
   echo "- machine: $machine_start"
   echo "- cairnd: commit $(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown)"

@@ -40,7 +40,7 @@ bench_name=peers.sh
 source "$here/lib.sh"
 
 usage() {
-  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -70,6 +70,7 @@ bench_need fio nbdinfo nbdkit qemu-nbd python3 numfmt du
 
 bench_workdir "$workdir_arg"
 machine_start="$(bench_machine)"
+date_start="$(date -u '+%Y-%m-%d %H:%M UTC')"
 results="$workdir/results"
 rm -rf "$results"
 mkdir -p "$results"
@@ -229,7 +230,9 @@ fi
 for note in "${notes[@]+"${notes[@]}"}"; do
   printf '%s\n' "${note//$'\n'/ }"
 done >"$results/notes.txt"
-META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" META_MACHINE="$machine_start; at the end: load average $(cut -d" " -f1-3 /proc/loadavg)" META_FIO="$(fio --version)" \
+machine_end="at the end: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+META_DATE="$date_start to $(date -u '+%H:%M UTC')" META_MACHINE="$machine_start; $machine_end" \
+  META_FIO="$(fio --version)" \
   META_COMMIT="$commit" META_STORE="$store_note" META_RUNS="$runs" META_RUNTIME="$runtime_s" \
   META_RAMP="$ramp_s" META_SIZE="$size_bytes" META_HOT="$hot_cache" META_COLD="$cold_cache" \
   python3 - "$results" <<'PY'
