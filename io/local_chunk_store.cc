@@ -691,32 +691,63 @@ void LocalChunkStore::drop(const ChunkId& id, Index::iterator it) {
 
 // ---- flush ----
 
+// Flushes run one at a time (flush_mutex_), so journal records stay in order. The index lock
+// is held only to take the pending operations, so puts, refs and unrefs go on while the data
+// file and the journal sync; operations that complete meanwhile go to the next flush.
 Task<Result<void>> LocalChunkStore::flush_here() {
-  auto guard = co_await mutex_.scoped();
-  if (failure_) {
-    co_return failure_;
-  }
-  if (pending_ops_.empty()) {
-    co_return Result<void>{};
+  auto flushing = co_await flush_mutex_.scoped();
+  std::vector<std::byte> ops;
+  std::vector<std::pair<uint64_t, uint64_t>> frees;
+  {
+    auto guard = co_await mutex_.scoped();
+    if (failure_) {
+      co_return failure_;
+    }
+    if (pending_ops_.empty()) {
+      co_return Result<void>{};
+    }
+    if (journal_->used_bytes() + pending_ops_.size() > journal_->capacity_bytes() / 2) {
+      co_return co_await checkpoint_locked();
+    }
+    ops.swap(pending_ops_);
+    frees.swap(pending_frees_);
   }
   // Data first: a journalled chunk's bytes must already be on stable storage.
   auto r = co_await data_.sync();
-  bool checkpoint = journal_->used_bytes() + pending_ops_.size() > journal_->capacity_bytes() / 2;
-  if (r && !checkpoint) {
-    auto lsn = journal_->append(pending_ops_);
-    if (!lsn && lsn.error() != errc::no_space) {
-      r = lsn.error();
-    }
-    checkpoint = !lsn;
+  bool full = false;
+  if (r) {
+    auto lsn = journal_->append(ops);
+    full = !lsn && lsn.error() == errc::no_space;
+    r = lsn ? Result<void>{} : Result<void>{lsn.error()};
   }
   if (r) {
-    r = checkpoint ? co_await write_checkpoint() : co_await journal_->sync();
+    r = co_await journal_->sync();
+  }
+  auto guard = co_await mutex_.scoped();
+  if (full) {
+    // Put the operations back in front of newer ones and checkpoint instead.
+    pending_ops_.insert(pending_ops_.begin(), ops.begin(), ops.end());
+    pending_frees_.insert(pending_frees_.end(), frees.begin(), frees.end());
+    co_return co_await checkpoint_locked();
   }
   if (!r) {
-    failure_ = r.error();
-    CAIRN_LOG(error, "io", "chunk store flush failed, store is now read-only: {}",
-              r.error().message());
-    co_return r;
+    co_return fail(r.error());
+  }
+  for (auto [offset, length] : frees) {
+    allocator_.free(offset, length);
+  }
+  co_return Result<void>{};
+}
+
+// With the index lock held: syncs the data file, writes the whole index as a checkpoint and
+// releases the journal before it.
+Task<Result<void>> LocalChunkStore::checkpoint_locked() {
+  auto r = co_await data_.sync();
+  if (r) {
+    r = co_await write_checkpoint();
+  }
+  if (!r) {
+    co_return fail(r.error());
   }
   pending_ops_.clear();
   for (auto [offset, length] : pending_frees_) {
@@ -724,6 +755,12 @@ Task<Result<void>> LocalChunkStore::flush_here() {
   }
   pending_frees_.clear();
   co_return Result<void>{};
+}
+
+Result<void> LocalChunkStore::fail(std::error_code error) {
+  failure_ = error;
+  CAIRN_LOG(error, "io", "chunk store flush failed, store is now read-only: {}", error.message());
+  return error;
 }
 
 Task<Result<void>> LocalChunkStore::write_checkpoint() {

@@ -147,6 +147,8 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> ref_here(std::span<const ChunkId> ids, int sign);
   Task<Result<void>> flush_here();
   Task<Result<void>> write_checkpoint();
+  Task<Result<void>> checkpoint_locked();
+  Result<void> fail(std::error_code error);
   void journal_add(const ChunkId& id, const Entry& e);
   void journal_ref(const ChunkId& id, int32_t delta);
   void drop(const ChunkId& id, Index::iterator it);
@@ -158,7 +160,8 @@ class LocalChunkStore final : public ChunkStore {
   std::unique_ptr<RecordLog> journal_;
   const ChunkHasher& hasher_;
   Options options_;
-  AsyncMutex mutex_;
+  AsyncMutex mutex_;        // the index, allocator, cache and pending journal operations
+  AsyncMutex flush_mutex_;  // one flush at a time; taken before mutex_
   std::error_code failure_;
 
   Index index_;
