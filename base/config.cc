@@ -100,6 +100,19 @@ void Config::set(std::string_view key, std::string_view raw) {
     disk_queue_depth = u32();
   } else if (key == "store.journal_bytes") {
     journal_bytes = parse_size(value);
+  } else if (key == "store.volume_journal_bytes") {
+    volume_journal_bytes = parse_size(value);
+  } else if (key == "store.data_initial_bytes") {
+    data_initial_bytes = parse_size(value);
+  } else if (key == "store.data_grow_bytes") {
+    data_grow_bytes = parse_size(value);
+  } else if (key == "store.data_max_bytes") {
+    data_max_bytes = parse_size(value);
+  } else if (key == "store.allow_buffered_io") {
+    if (value != "true" && value != "false") {
+      throw ConfigError("store.allow_buffered_io must be true or false");
+    }
+    allow_buffered_io = value == "true";
   } else if (key == "store.address_hash") {
     if (value != "xxh3" && value != "blake2b") {
       throw ConfigError("store.address_hash must be xxh3 or blake2b, not '" + value + "'");

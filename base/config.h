@@ -46,7 +46,12 @@ struct Config {
 
   // [store]
   unsigned disk_queue_depth = 256;
-  uint64_t journal_bytes = 64ull << 20;
+  uint64_t journal_bytes = 64ull << 20;         // chunk index journal
+  uint64_t volume_journal_bytes = 16ull << 20;  // each volume's map journal
+  uint64_t data_initial_bytes = 256ull << 20;   // chunk data file size at creation
+  uint64_t data_grow_bytes = 256ull << 20;      // growth step when the data file is full
+  uint64_t data_max_bytes = 0;                  // 0: limited only by the file system
+  bool allow_buffered_io = false;     // fall back to buffered I/O where O_DIRECT is refused
   std::string address_hash = "xxh3";  // or "blake2b"
 
   // Applies one "section.name = value" setting; throws ConfigError on an unknown key or a

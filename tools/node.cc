@@ -10,8 +10,9 @@
 #include "blockmap/errors.h"
 #include "blockmap/volume_manager.h"
 #include "io/chunk_hash.h"
-#include "io/mem_chunk_store.h"
-#include "io/mem_meta_store.h"
+#include "io/dir_log_factory.h"
+#include "io/local_chunk_store.h"
+#include "io/local_meta_store.h"
 #include "io/reactor.h"
 #include "target/nbd/server.h"
 #include "tools/admin_server.h"
@@ -62,6 +63,129 @@ Task<void> start_volumes(blockmap::VolumeManager& volumes, const NodeOptions& op
   ok = true;
 }
 
+// Everything a running node owns, built on reactor 0 by start_node() and torn down in
+// reverse order by run_node().
+struct NodeParts {
+  std::unique_ptr<io::LocalMetaStore> meta;
+  std::unique_ptr<io::LocalChunkStore> store;
+  std::unique_ptr<io::DirLogFactory> volume_logs;
+  std::unique_ptr<blockmap::VolumeManager> volumes;
+  std::unique_ptr<target::nbd::Server> nbd;
+  std::unique_ptr<AdminServer> admin;
+};
+
+// Opens the durable stores under config.data_dir on reactor 0:
+//   meta.log            the metadata store (volume configs, map roots)
+//   chunks.data         chunk data (O_DIRECT), chunks-index.log its index journal
+//   volumes/<name>.log  each volume's map journal
+Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hasher,
+                               io::Reactor& reactor, NodeParts& parts) {
+  std::filesystem::path dir(config.data_dir);
+  io::DirLogFactory::Options log_options;
+  log_options.capacity_bytes = config.journal_bytes;
+  log_options.allow_buffered = config.allow_buffered_io;
+  io::DirLogFactory meta_logs(dir.string(), log_options, &reactor.disk());
+  auto meta_log = co_await meta_logs.open("meta");
+  if (!meta_log) {
+    CAIRN_LOG(error, "node", "cannot open {}/meta.log: {}", dir.string(),
+              meta_log.error().message());
+    co_return meta_log.error();
+  }
+  auto meta = co_await io::LocalMetaStore::open(std::move(*meta_log), reactor.executor());
+  if (!meta) {
+    CAIRN_LOG(error, "node", "cannot open the metadata store: {}", meta.error().message());
+    co_return meta.error();
+  }
+  parts.meta = std::move(*meta);
+
+  io::LocalChunkStore::Options store_options;
+  store_options.owner = reactor.executor();
+  store_options.grow_step_bytes = config.data_grow_bytes;
+  store_options.max_capacity_bytes = config.data_max_bytes;
+  store_options.cache_bytes = config.read_cache_bytes;
+  io::LocalChunkStore::DirOptions dir_options;
+  dir_options.data_capacity_bytes = config.data_initial_bytes;
+  dir_options.journal_capacity_bytes = config.journal_bytes;
+  dir_options.allow_buffered = config.allow_buffered_io;
+  dir_options.ring = &reactor.disk();
+  auto store =
+      co_await io::LocalChunkStore::open_dir(dir.string(), hasher, store_options, dir_options);
+  if (!store) {
+    CAIRN_LOG(error, "node", "cannot open the chunk store in {}: {}", dir.string(),
+              store.error().message());
+    co_return store.error();
+  }
+  parts.store = std::move(*store);
+
+  std::filesystem::create_directories(dir / "volumes");
+  io::DirLogFactory::Options volume_log_options;
+  volume_log_options.capacity_bytes = config.volume_journal_bytes;
+  volume_log_options.allow_buffered = config.allow_buffered_io;
+  // No ring: each volume's journal uses the ring of the reactor that owns the volume.
+  parts.volume_logs =
+      std::make_unique<io::DirLogFactory>((dir / "volumes").string(), volume_log_options);
+  co_return Result<void>{};
+}
+
+Task<bool> start_node(const Config& config, const NodeOptions& options,
+                      const io::ChunkHasher& hasher, io::ReactorPool& reactors, NodeParts& parts) {
+  if (auto opened = co_await open_stores(config, hasher, reactors.at(0), parts); !opened) {
+    co_return false;
+  }
+  parts.volumes = std::make_unique<blockmap::VolumeManager>(
+      reactors, *parts.store, *parts.meta, parts.volume_logs.get(), config.map_cache_bytes);
+  bool ok = false;
+  co_await start_volumes(*parts.volumes, options, ok);
+  if (!ok) {
+    co_return false;
+  }
+  target::nbd::ServerOptions nbd_options;
+  nbd_options.address = config.nbd_address;
+  nbd_options.port = config.nbd_port;
+  nbd_options.unix_path = config.nbd_socket;
+  nbd_options.max_inflight = config.nbd_max_inflight;
+  parts.nbd = std::make_unique<target::nbd::Server>(reactors, *parts.volumes, nbd_options);
+  try {
+    parts.nbd->start();
+  } catch (const std::system_error& err) {
+    CAIRN_LOG(error, "node", "cannot listen for NBD on {}:{}: {}", nbd_options.address,
+              nbd_options.port, err.what());
+    co_return false;
+  }
+  AdminOptions admin_options;
+  admin_options.address = config.admin_address;
+  admin_options.port = config.admin_port;
+  parts.admin = std::make_unique<AdminServer>(reactors.at(0), *parts.volumes, *parts.store,
+                                              metrics::Registry::global(), admin_options);
+  try {
+    parts.admin->start();
+  } catch (const std::exception& err) {
+    CAIRN_LOG(error, "node", "cannot listen for the admin API on {}:{}: {}", admin_options.address,
+              admin_options.port, err.what());
+    co_return false;
+  }
+  CAIRN_LOG(info, "node", "serving {} volume(s) from {}; NBD on {}:{}, admin on {}:{}",
+            parts.volumes->list().size(), config.data_dir, nbd_options.address, nbd_options.port,
+            admin_options.address, admin_options.port);
+  co_return true;
+}
+
+// Makes every volume's acknowledged writes durable before the process exits.
+Task<void> flush_all(blockmap::VolumeManager& volumes) {
+  for (const blockmap::VolumeConfig& c : volumes.list()) {
+    blockmap::Volume* v = volumes.acquire(c.name);
+    if (v == nullptr) {
+      continue;
+    }
+    auto r = co_await asio::co_spawn(v->executor(), v->flush(), asio::use_awaitable);
+    if (!r) {
+      CAIRN_LOG(error, "node", "flushing volume '{}' at shutdown failed: {}", c.name,
+                r.error().message());
+    }
+    volumes.release(v);
+  }
+}
+
 }  // namespace
 
 int run_node(const Config& config, const NodeOptions& options) {
@@ -75,65 +199,52 @@ int run_node(const Config& config, const NodeOptions& options) {
                                                             : io::ChunkHasher::Kind::xxh3,
                            secret);
     io::ReactorPool reactors(config.reactors, config.disk_queue_depth);
-    io::MemChunkStore store(hasher);
-    io::MemMetaStore meta;
-    blockmap::VolumeManager volumes(reactors, store, meta);
-
-    target::nbd::ServerOptions nbd_options;
-    nbd_options.address = config.nbd_address;
-    nbd_options.port = config.nbd_port;
-    nbd_options.unix_path = config.nbd_socket;
-    nbd_options.max_inflight = config.nbd_max_inflight;
-    target::nbd::Server nbd(reactors, volumes, nbd_options);
-    AdminOptions admin_options;
-    admin_options.address = config.admin_address;
-    admin_options.port = config.admin_port;
-    AdminServer admin(reactors.at(0), volumes, store, metrics::Registry::global(), admin_options);
-
+    NodeParts parts;
     asio::io_context& main = reactors.at(0).context();
+    bool started = false;
+    bool stopping = false;
+
+    auto stop = [&] {
+      if (stopping) {
+        return;
+      }
+      stopping = true;
+      if (parts.nbd) {
+        parts.nbd->stop();
+      }
+      if (parts.admin) {
+        parts.admin->stop();
+      }
+      if (!parts.volumes) {
+        reactors.stop();
+        return;
+      }
+      asio::co_spawn(main, flush_all(*parts.volumes), [&](std::exception_ptr) { reactors.stop(); });
+    };
+
     asio::signal_set signals(main, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-      if (ec) {
-        return;
+      if (!ec) {
+        CAIRN_LOG(info, "node", "signal {}: flushing volumes and stopping", signo);
+        stop();
       }
-      CAIRN_LOG(info, "node", "signal {}: stopping", signo);
-      nbd.stop();
-      admin.stop();
-      reactors.stop();
     });
-
-    bool volumes_ok = false;
-    asio::co_spawn(main, start_volumes(volumes, options, volumes_ok), [&](std::exception_ptr e) {
-      if (e || !volumes_ok) {
-        reactors.stop();
-        return;
-      }
-      try {
-        nbd.start();
-      } catch (const std::system_error& err) {
-        CAIRN_LOG(error, "node", "cannot listen for NBD on {}:{}: {}", nbd_options.address,
-                  nbd_options.port, err.what());
-        volumes_ok = false;
-        reactors.stop();
-        return;
-      }
-      try {
-        admin.start();
-      } catch (const std::exception& err) {
-        CAIRN_LOG(error, "node", "cannot listen for the admin API on {}:{}: {}",
-                  admin_options.address, admin_options.port, err.what());
-        volumes_ok = false;
-        reactors.stop();
-        return;
-      }
-      CAIRN_LOG(info, "node", "serving {} volume(s); NBD on {}:{}", volumes.list().size(),
-                nbd_options.address, nbd_options.port);
-    });
+    asio::co_spawn(main, start_node(config, options, hasher, reactors, parts),
+                   [&](std::exception_ptr e, bool ok) {
+                     started = ok && !e;
+                     if (!started) {
+                       signals.cancel();
+                       stop();
+                     }
+                   });
     reactors.start();
     reactors.run();
     reactors.stop();
     reactors.join();
-    return volumes_ok ? 0 : 1;
+    parts.admin.reset();
+    parts.nbd.reset();
+    parts.volumes.reset();
+    return started ? 0 : 1;
   } catch (const std::exception& e) {
     CAIRN_LOG(error, "node", "start-up failed: {}", e.what());
     return 1;
