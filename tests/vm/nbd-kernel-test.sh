@@ -13,7 +13,8 @@
 #
 # Starts CAIRND with a fresh data directory, free ports and a 256 MiB demo volume, runs the guest
 # with its serial console captured to a log, and exits 0 only when the guest prints its PASS line
-# and cairnd then stops cleanly. On failure prints the tails of the guest and cairnd logs. Exits 77
+# and cairnd then stops cleanly. On failure prints the tails of the guest and cairnd logs; the
+# logs of the last run stay in <cache>/logs/nbd (or nbd-restart). Exits 77
 # ("SKIPPED: ...") when qemu or a package the image needs is missing; under CI=true that is a
 # failure instead, because CI installs every package.
 #
@@ -75,6 +76,7 @@ elif [[ $rc -ne 0 ]]; then
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cairn-vm.XXXXXX")"
+logdir="$cache/logs/nbd$([[ $restart -eq 1 ]] && echo -restart || true)"
 watcher_pid=""
 cleanup() {
   if [[ -n "$watcher_pid" ]]; then
@@ -89,8 +91,9 @@ cleanup() {
     done
   fi
   # The logs of the last run stay next to the image for inspection.
-  mkdir -p "$cache/logs"
-  cp "$work"/*.log "$cache/logs/" 2>/dev/null || true
+  mkdir -p "$logdir"
+  rm -f "$logdir"/*.log
+  cp "$work"/*.log "$logdir/" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -126,7 +129,7 @@ show_logs() {
 fail() {
   echo "FAIL: $*" >&2
   show_logs
-  echo "full logs: $cache/logs/" >&2
+  echo "full logs: $logdir/" >&2
   exit 1
 }
 
