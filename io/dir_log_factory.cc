@@ -56,8 +56,9 @@ Task<Result<std::unique_ptr<RecordLog>>> DirLogFactory::open(std::string_view na
   bool existed = ::stat(path.c_str(), &st) == 0;
   UringBlockFile::Options file_options;
   file_options.create = true;
-  file_options.initial_size_bytes =
-      existed ? 0 : FileRecordLog::file_bytes_for(options_.capacity_bytes);
+  // Also for an existing file: one left empty by a crash right after its creation gets its
+  // size (and is formatted by FileRecordLog); a formatted log keeps its ring size.
+  file_options.initial_size_bytes = FileRecordLog::file_bytes_for(options_.capacity_bytes);
   file_options.allow_buffered = options_.allow_buffered;
   auto file = UringBlockFile::open(path, file_options, ring_);
   if (!file) {

@@ -1,5 +1,6 @@
 // Tests of FileRecordLog (on the simulated disk, with power cuts at every step), and of the
 // two LogFactory implementations.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -336,6 +337,16 @@ TEST(DirLogFactory, KeepsLogsAsFilesInTheDirectory) {
     EXPECT_EQ(got[40], test::pattern(1000, 39));
   }
   EXPECT_EQ(::access((dir + "/index.log").c_str(), F_OK), 0);
+  // A log file left empty by a crash right after its creation is sized and formatted.
+  int fd = ::open((dir + "/empty.log").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  {
+    auto log = test::run(ctx, factory.open("empty"));
+    ASSERT_TRUE(log) << log.error().message();
+    EXPECT_EQ((*log)->capacity_bytes(), 128u * 1024);
+  }
+  EXPECT_TRUE(test::run(ctx, factory.remove("empty")));
   EXPECT_TRUE(test::run(ctx, factory.remove("index")));
   EXPECT_EQ(test::run(ctx, factory.remove("index")).error(), errc::not_found);
   EXPECT_EQ(::rmdir(dir.c_str()), 0);
