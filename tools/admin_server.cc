@@ -66,7 +66,7 @@ AdminServer::AdminServer(io::Reactor& reactor, blockmap::VolumeManager& volumes,
     : reactor_(reactor),
       api_(volumes, store, registry),
       options_(std::move(options)),
-      acceptor_(reactor.context()),
+      acceptor_(std::make_shared<tcp::acceptor>(reactor.context())),
       open_connections_(registry.gauge("cairn_admin_connections", "Open admin API connections.")),
       rejected_connections_(registry.counter("cairn_admin_rejected_connections_total",
                                              "Admin connections closed at once: too many open.")),
@@ -77,12 +77,12 @@ AdminServer::~AdminServer() = default;
 
 void AdminServer::start() {
   tcp::endpoint endpoint(asio::ip::make_address(options_.address), options_.port);
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-  bound_port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(reactor_.executor(), accept_loop(), [](std::exception_ptr e) {
+  acceptor_->open(endpoint.protocol());
+  acceptor_->set_option(asio::socket_base::reuse_address(true));
+  acceptor_->bind(endpoint);
+  acceptor_->listen(asio::socket_base::max_listen_connections);
+  bound_port_ = acceptor_->local_endpoint().port();
+  asio::co_spawn(reactor_.executor(), accept_loop(acceptor_), [](std::exception_ptr e) {
     if (e) {
       CAIRN_LOG(error, "admin", "accept loop ended by an exception");
     }
@@ -93,14 +93,25 @@ void AdminServer::start() {
 void AdminServer::stop() {
   stopped_ = true;
   boost::system::error_code ignored;
-  acceptor_.close(ignored);
+  if (acceptor_->is_open()) {
+    acceptor_->cancel(ignored);  // the accept loop closes it
+  }
+  for (tcp::socket* socket : live_) {
+    socket->cancel(ignored);
+  }
 }
 
-Task<void> AdminServer::accept_loop() {
+Task<void> AdminServer::accept_loop(std::shared_ptr<tcp::acceptor> owned) {
+  tcp::acceptor& acceptor = *owned;
   asio::steady_timer backoff(reactor_.context());
-  while (!stopped_) {
-    auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
+  for (;;) {
+    // Accept into a socket of this frame (not Asio's move-accept, whose pending operation
+    // cannot be destroyed safely once the reactor is gone).
+    tcp::socket socket(reactor_.context());
+    auto [ec] = co_await acceptor.async_accept(socket, use_tuple);
     if (stopped_ || ec == asio::error::operation_aborted) {
+      boost::system::error_code ignored;
+      acceptor.close(ignored);
       co_return;
     }
     if (ec) {
@@ -127,6 +138,7 @@ Task<void> AdminServer::accept_loop() {
 // a stopped reactor touches nothing of the server).
 Task<void> AdminServer::serve(tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
+  live_.insert(&stream.socket());
   try {
     beast::flat_buffer buffer;
     for (unsigned n = 0; n < options_.max_requests_per_connection && !stopped_; ++n) {
@@ -164,6 +176,7 @@ Task<void> AdminServer::serve(tcp::socket socket) {
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   stream.socket().close(ignored);
+  live_.erase(&stream.socket());
   --connections_;
   open_connections_.add(-1);
 }

@@ -8,13 +8,16 @@
 //
 // Threading: runs on one reactor (the one passed in). Construct, start() and stop() on that
 // reactor's thread, or before it runs / after it stopped. The VolumeManager, ChunkStore and
-// Registry must outlive the server. Connections left when the reactor stops are abandoned
-// with it; their coroutine frames never touch the server when destroyed.
+// Registry must outlive the server. stop() cancels the accept and every connection's I/O;
+// let the reactor run a little after it (cairnd flushes volumes then) so they complete.
+// Frames of connections still left when the reactor stops never touch the server when they
+// are destroyed.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "base/asio.h"
@@ -50,15 +53,20 @@ class AdminServer {
   [[nodiscard]] uint16_t port() const noexcept { return bound_port_; }
 
  private:
-  Task<void> accept_loop();
+  Task<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
   Task<void> serve(asio::ip::tcp::socket socket);
 
   io::Reactor& reactor_;
   AdminApi api_;
   AdminOptions options_;
-  asio::ip::tcp::acceptor acceptor_;
+  // Shared with the accept loop, which closes it when it ends: Asio must not destroy an
+  // acceptor whose cancelled accept has not completed yet.
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
   uint16_t bound_port_ = 0;
-  unsigned connections_ = 0;  // touched on the reactor's thread only
+  // Touched on the reactor's thread only. `live_` lets stop() cancel every connection's
+  // pending I/O, so that none is left pending when the reactor stops.
+  unsigned connections_ = 0;
+  std::set<asio::ip::tcp::socket*> live_;
   bool stopped_ = false;
   metrics::Gauge& open_connections_;
   metrics::Counter& rejected_connections_;

@@ -167,5 +167,17 @@ bad=$(curl -s "$base/metrics" | sed -n 's/^cairn_admin_bad_requests_total //p')
 [ "$bad" -ge 8 ] || fail "cairn_admin_bad_requests_total is $bad after 8 bad requests"
 rejected=$(curl -s "$base/metrics" | sed -n 's/^cairn_admin_rejected_connections_total //p')
 [ "$rejected" -ge 1 ] || fail "a flood of 100 connections was not capped (rejected: $rejected)"
-check_node_healthy
+# Stopping with connections still open (one mid-request, one idle) must be clean too.
+python3 -c '
+import socket, sys, time
+a = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+a.sendall(b"GET /v1/volumes HTTP/1.1\r\nHost: x\r\n")
+b = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print("open", flush=True)
+time.sleep(3)
+' "$admin_port" >"$dir/open.txt" &
+opener=$!
+for _ in $(seq 50); do grep -q open "$dir/open.txt" && break; sleep 0.1; done
+finish_node
+wait "$opener" || true
 echo "PASS"

@@ -84,5 +84,5 @@ echo "== stats"
 expect_ok "${C[@]}" --json stats
 [ "$(json_get "$out" 'd["volumes"]')" = 0 ] || fail "stats: $out"
 
-check_node_healthy
+finish_node
 echo "PASS"

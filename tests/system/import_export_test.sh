@@ -127,5 +127,5 @@ nbd_in=$(sed -n 's/^cairn_nbd_bytes_total{direction="write"} //p' "$dir/metrics"
 zeroes=$(sed -n 's/^cairn_nbd_requests_total{command="write_zeroes"} //p' "$dir/metrics")
 [ -n "$zeroes" ] && [ "$zeroes" -gt 0 ] || fail "import sent no WRITE_ZEROES: '$zeroes'"
 
-check_node_healthy
+finish_node
 echo "PASS"

@@ -14,8 +14,13 @@ skip() {
 fail() {
   echo "FAIL: $*"
   if [ -n "${dir:-}" ] && [ -f "$dir/cairnd.log" ]; then
-    echo "--- cairnd log (last 40 lines)"
-    tail -n 40 "$dir/cairnd.log"
+    if grep -qE "Sanitizer|runtime error" "$dir/cairnd.log"; then
+      echo "--- cairnd sanitizer report"
+      grep -E -A 80 -m 1 "Sanitizer|runtime error" "$dir/cairnd.log"
+    else
+      echo "--- cairnd log (last 40 lines)"
+      tail -n 40 "$dir/cairnd.log"
+    fi
   fi
   exit 1
 }
@@ -64,6 +69,21 @@ check_node_healthy() {
   if grep -E "AddressSanitizer|runtime error|LeakSanitizer" "$dir/cairnd.log"; then
     fail "cairnd logged a sanitizer report"
   fi
+}
+
+# finish_node: the node must be healthy, stop cleanly on SIGTERM (exit 0) and report nothing
+# from the sanitizers at shutdown (leaks, use after free of abandoned connections).
+finish_node() {
+  check_node_healthy
+  kill -TERM "$pid"
+  local rc=0
+  wait "$pid" || rc=$?
+  pid=
+  [ "$rc" = 0 ] || fail "cairnd exited $rc after SIGTERM"
+  if grep -E "AddressSanitizer|runtime error|LeakSanitizer" "$dir/cairnd.log"; then
+    fail "cairnd logged a sanitizer report at shutdown"
+  fi
+  return 0
 }
 
 # expect_ok CMD...: runs it; it must exit 0. Its stdout is left in $out.

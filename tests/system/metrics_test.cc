@@ -61,6 +61,7 @@ TEST(Counter, ConcurrentAddsFromManyThreadsAreAllCounted) {
   Counter c;
   Histogram h;
   std::vector<std::thread> threads;
+  threads.reserve(12);
   for (int t = 0; t < 12; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 10000; ++i) {
