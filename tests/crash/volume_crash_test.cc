@@ -2,7 +2,8 @@
 // and writes"). A seeded workload of concurrent clients (writes of 512-byte blocks, so most
 // are read-modify-write of larger chunks; FUA writes; trims; write-zeroes with and without
 // NO_HOLE; flushes) runs against a volume on a SimChunkStore and journals on SimBlockFiles
-// (io::SimLogFactory). Power is cut right after every flush completes, right before, and at
+// (io::SimLogFactory), and again on io's LocalChunkStore (data on a SimBlockFile) and
+// LocalMetaStore, so that the whole storage stack loses power. Power is cut right after every flush completes, right before, and at
 // random points between; the volume is recovered from what survived and every block is checked:
 //
 //   A write W is *required* once it is acknowledged and either carried FUA, the volume is
@@ -22,7 +23,10 @@
 
 #include "blockmap/volume.h"
 #include "io/chunk_hash.h"
+#include "io/local_chunk_store.h"
+#include "io/local_meta_store.h"
 #include "io/mem_meta_store.h"
+#include "io/sim_block_file.h"
 #include "io/sim_log_factory.h"
 #include "tests/blockmap/sim_chunk_store.h"
 #include "tests/test_util.h"
@@ -142,18 +146,38 @@ class YieldingLogFactory final : public io::LogFactory {
 };
 
 // The durable world: survives power cuts (the store and the logs lose what was not durable).
+// Which chunk and metadata stores the volume runs on.
+enum class Backend {
+  sim,    // SimChunkStore and MemMetaStore: isolates the volume layer
+  local,  // io's LocalChunkStore on a SimBlockFile and LocalMetaStore, journals on sim disks
+};
+
 struct World {
-  explicit World(uint64_t seed) : store(hasher, seed), yielding_logs(logs, seed + 1) {}
+  World(uint64_t seed, Backend b)
+      : backend(b), store(hasher, seed), yielding_logs(logs, seed + 1) {}
+  Backend backend;
   io::ChunkHasher hasher{io::ChunkHasher::Kind::xxh3, kKey};
   test::SimChunkStore store;
   io::MemMetaStore meta;
   io::SimLogFactory logs{16 << 10};
   YieldingLogFactory yielding_logs;
+  // Backend::local: the data disk and the logs of the chunk index and the meta store.
+  io::SimBlockFile data{2 << 20, 256 << 20};
+  io::SimLogFactory system_logs{1 << 20};
+
+  void power_cut(uint64_t seed) {
+    store.power_cut(seed);
+    logs.power_cut_all(seed);
+    data.power_cut(seed ^ 0xda7a);
+    system_logs.power_cut_all(seed ^ 0x5157);
+  }
 };
 
 // One life of the node. The context is destroyed first so that suspended requests unwind
 // while their volume still exists.
 struct Life {
+  std::unique_ptr<io::LocalChunkStore> local_store;
+  std::unique_ptr<io::LocalMetaStore> local_meta;
   std::unique_ptr<Volume> volume;
   asio::io_context ctx;
   ~Life() { ctx.stop(); }
@@ -169,8 +193,47 @@ VolumeConfig config_of(const Plan& plan) {
   return c;
 }
 
+Task<Result<void>> open_local_stores(World& world, Life& life) {
+  auto journal = co_await world.system_logs.open("chunks-index");
+  if (!journal) {
+    co_return journal.error();
+  }
+  io::LocalChunkStore::Options options;
+  options.owner = life.ctx.get_executor();
+  options.grow_step_bytes = 2 << 20;
+  options.max_capacity_bytes = 256 << 20;
+  options.cache_bytes = 256 << 10;
+  auto store =
+      co_await io::LocalChunkStore::open(world.data, std::move(*journal), world.hasher, options);
+  if (!store) {
+    co_return store.error();
+  }
+  life.local_store = std::move(*store);
+  auto meta_log = co_await world.system_logs.open("meta");
+  if (!meta_log) {
+    co_return meta_log.error();
+  }
+  auto meta = co_await io::LocalMetaStore::open(std::move(*meta_log), life.ctx.get_executor());
+  if (!meta) {
+    co_return meta.error();
+  }
+  life.local_meta = std::move(*meta);
+  co_return Result<void>{};
+}
+
 bool open_volume(World& world, const Plan& plan, Life& life) {
-  VolumeStorage storage{world.store, world.meta, &world.yielding_logs, 0};  // smallest map cache
+  io::ChunkStore* store = &world.store;
+  io::MetaStore* meta = &world.meta;
+  if (world.backend == Backend::local) {
+    auto opened = test::run(life.ctx, open_local_stores(world, life));
+    if (!opened) {
+      ADD_FAILURE() << "cannot open the local stores: " << opened.error().message();
+      return false;
+    }
+    store = life.local_store.get();
+    meta = life.local_meta.get();
+  }
+  VolumeStorage storage{*store, *meta, &world.yielding_logs, 0};  // smallest map cache
   auto v = test::run(life.ctx, Volume::open(config_of(plan), storage, life.ctx.get_executor()));
   if (!v) {
     ADD_FAILURE() << "open failed: " << v.error().message();
@@ -300,9 +363,9 @@ void check(uint64_t seed, const std::string& where, const Plan& plan, Life& life
 }
 
 // Replays the plan from scratch up to `cut_step`, cuts power, recovers and checks.
-void cut_and_check(uint64_t seed, uint64_t cut_step, uint64_t cut_seed) {
+void cut_and_check(Backend backend, uint64_t seed, uint64_t cut_step, uint64_t cut_seed) {
   Plan plan = make_plan(seed);
-  World world(seed);
+  World world(seed, backend);
   Clock clock;
   {
     Life life;
@@ -310,8 +373,7 @@ void cut_and_check(uint64_t seed, uint64_t cut_step, uint64_t cut_seed) {
       return;
     }
     run_workload(life, plan, clock, cut_step);
-    world.store.power_cut(cut_seed);
-    world.logs.power_cut_all(cut_seed);
+    world.power_cut(cut_seed);
   }
   Life after;
   std::string where = "cut at step " + std::to_string(cut_step);
@@ -326,10 +388,10 @@ void cut_and_check(uint64_t seed, uint64_t cut_step, uint64_t cut_seed) {
   ASSERT_EQ(back, data) << "seed " << seed;
 }
 
-void run_seed(uint64_t seed) {
+void run_seed(Backend backend, uint64_t seed) {
   // A full run finds the flush points and the length of the run.
   Plan plan = make_plan(seed);
-  World world(seed);
+  World world(seed, backend);
   Clock clock;
   uint64_t total = 0;
   {
@@ -354,7 +416,7 @@ void run_seed(uint64_t seed) {
   }
   cuts.push_back(total);
   for (uint64_t cut : cuts) {
-    cut_and_check(seed, cut, rng());
+    cut_and_check(backend, seed, cut, rng());
     if (::testing::Test::HasFailure()) {
       ADD_FAILURE() << "replay with CAIRN_SEED=" << seed;
       return;
@@ -362,21 +424,30 @@ void run_seed(uint64_t seed) {
   }
 }
 
-TEST(VolumeCrash, EveryBlockFollowsTheCrashRule) {
+void run_seeds(Backend backend, uint64_t default_seeds) {
   if (const char* one = std::getenv("CAIRN_SEED")) {
-    run_seed(std::strtoull(one, nullptr, 10));
+    run_seed(backend, std::strtoull(one, nullptr, 10));
     return;
   }
-  uint64_t seeds = 40;
+  uint64_t seeds = default_seeds;
   if (const char* n = std::getenv("CAIRN_SEEDS")) {
     seeds = std::strtoull(n, nullptr, 10);
   }
   for (uint64_t seed = 1; seed <= seeds && !::testing::Test::HasFailure(); ++seed) {
-    run_seed(seed);
+    run_seed(backend, seed);
   }
   if (!::testing::Test::HasFailure()) {
     std::cout << "crash harness: " << seeds << " seeds passed\n";
   }
+}
+
+TEST(VolumeCrash, EveryBlockFollowsTheCrashRule) {
+  run_seeds(Backend::sim, 40);
+}
+
+// The same workloads on io's durable stores: the whole node's storage stack loses power.
+TEST(VolumeCrash, EveryBlockFollowsTheCrashRuleOnLocalStores) {
+  run_seeds(Backend::local, 20);
 }
 
 }  // namespace
