@@ -3,8 +3,9 @@
 // are read-modify-write of larger chunks; FUA writes; trims; write-zeroes with and without
 // NO_HOLE; flushes) runs against a volume on a SimChunkStore and journals on SimBlockFiles
 // (io::SimLogFactory), and again on io's LocalChunkStore (data on a SimBlockFile) and
-// LocalMetaStore, so that the whole storage stack loses power. Power is cut right after every flush completes, right before, and at
-// random points between; the volume is recovered from what survived and every block is checked:
+// LocalMetaStore, so that the whole storage stack loses power. Power is cut right after every
+// flush completes, right before, and at random points between; the volume is recovered from
+// what survived and every block is checked:
 //
 //   A write W is *required* once it is acknowledged and either carried FUA, the volume is
 //   write-through, or a flush was sent after W's reply and answered before the cut. The
