@@ -159,11 +159,15 @@ void Server::Impl::stop() {
   }
   std::lock_guard lock(registry_->mutex);
   for (const auto& [id, entry] : registry_->live) {
-    // Close on the connection's own thread; it may have finished by then.
+    // Cancel on the connection's own thread (it may have finished by then); the connection
+    // then ends and closes its socket itself. Cancelling rather than closing keeps the socket
+    // registered with Asio, so a read still pending if the reactors stop first is abandoned
+    // cleanly when the io_context is destroyed.
     asio::post(entry.executor, [registry = registry_, id = id] {
       std::lock_guard inner(registry->mutex);
       if (auto it = registry->live.find(id); it != registry->live.end()) {
-        it->second.stream->close();
+        boost::system::error_code cancel_error;
+        it->second.stream->socket().cancel(cancel_error);
       }
     });
   }

@@ -95,17 +95,26 @@ class CairndProcess {
   }
 
   ~CairndProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
+    stop();
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }
 
   CairndProcess(const CairndProcess&) = delete;
   CairndProcess& operator=(const CairndProcess&) = delete;
+
+  // Sends SIGTERM and waits; returns the wait status (or -1 if already reaped).
+  int stop() {
+    int status = -1;
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      if (::waitpid(pid_, &status, 0) != pid_) {
+        status = -1;
+      }
+      pid_ = -1;
+    }
+    return status;
+  }
 
   [[nodiscard]] uint16_t port() const noexcept { return port_; }
   [[nodiscard]] std::string uri(const std::string& volume) const {

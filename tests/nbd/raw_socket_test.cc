@@ -348,5 +348,21 @@ TEST_F(RawSocketTest, DiscAnswersInFlightRequestsFirst) {
   EXPECT_TRUE(closed_by_server(fd));
 }
 
+// SIGTERM while clients are mid-handshake and mid-transmission: cairnd still exits cleanly
+// (status 0, so no sanitizer report either).
+TEST(CairndShutdown, StopsCleanlyWithOpenConnections) {
+  CairndProcess daemon(CAIRND_PATH, "vol:16M");
+  nbd_handle* h = nbd_create();
+  ASSERT_EQ(nbd_connect_uri(h, daemon.uri("vol").c_str()), 0) << nbd_get_error();
+  char buf[4096] = {};
+  ASSERT_EQ(nbd_pwrite(h, buf, sizeof buf, 0, 0), 0);
+  Socket negotiating(connect_tcp(daemon.port()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  int status = daemon.stop();
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  nbd_close(h);
+}
+
 }  // namespace
 }  // namespace cairn::test
