@@ -38,7 +38,7 @@ expect_error() {
   expect_status "$want" "$@"
   local sentence
   sentence=$(json_get "$body" 'd["error"]') || fail "$1 $2: error body is not JSON: $body"
-  echo "$sentence" | grep -Eq "$pattern" || fail "$1 $2: error '$sentence' lacks /$pattern/"
+  grep -Eq "$pattern" <<<"$sentence" || fail "$1 $2: error '$sentence' lacks /$pattern/"
 }
 
 echo "== status codes"

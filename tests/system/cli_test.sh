@@ -25,10 +25,10 @@ expect_ok "${C[@]}" --json volume create beta 64M --block-size 512 --chunk-size 
 echo "== list"
 expect_ok "${C[@]}" volume list
 echo "$out"
-[ "$(echo "$out" | head -1 | awk '{print $1, $2}')" = "NAME SIZE" ] || fail "no header: $out"
-echo "$out" | grep -Eq '^alpha +1\.0 GiB +4096 +4\.0 KiB +write-back +rw +first volume$' ||
+[ "$(head -1 <<<"$out" | awk '{print $1, $2}')" = "NAME SIZE" ] || fail "no header: $out"
+grep -Eq '^alpha +1\.0 GiB +4096 +4\.0 KiB +write-back +rw +first volume$' <<<"$out" ||
   fail "alpha row wrong: $out"
-echo "$out" | grep -Eq '^beta +64\.0 MiB +512 +16\.0 KiB +write-through +ro$' ||
+grep -Eq '^beta +64\.0 MiB +512 +16\.0 KiB +write-through +ro$' <<<"$out" ||
   fail "beta row wrong: $out"
 expect_ok "${C[@]}" volume list --json
 [ "$(json_get "$out" 'sorted(v["name"] for v in d["volumes"])')" = "['alpha', 'beta']" ] ||
@@ -37,8 +37,8 @@ expect_ok "${C[@]}" volume list --json
 echo "== info"
 expect_ok "${C[@]}" volume info alpha
 echo "$out"
-echo "$out" | grep -Eq '^size +1\.0 GiB \(1073741824 bytes\)$' || fail "info size: $out"
-echo "$out" | grep -Eq '^description +first volume$' || fail "info description: $out"
+grep -Eq '^size +1\.0 GiB \(1073741824 bytes\)$' <<<"$out" || fail "info size: $out"
+grep -Eq '^description +first volume$' <<<"$out" || fail "info description: $out"
 expect_ok "${C[@]}" --json volume info alpha
 [ "$(json_get "$out" 'd["stats"]["logical_bytes"]')" = 1073741824 ] || fail "info --json: $out"
 json_get "$out" 'd["store"]["dedup_ratio"]' >/dev/null || fail "info --json lacks store: $out"

@@ -24,7 +24,7 @@ while IFS='|' read -r _ key default _; do
   key=$(echo "$key" | tr -d ' `')
   default=$(echo "$default" | tr -d ' `')
   [ "$default" = empty ] && default=""
-  echo "$keys" | grep -qx "$key" || { echo "FAIL: $doc documents unknown key $key"; exit 1; }
+  grep -qx "$key" <<<"$keys" || { echo "FAIL: $doc documents unknown key $key"; exit 1; }
   args+=(--set "$key=$default")
 done < <(grep -E '^\| `[a-z_]+\.[a-z_]+` \|' "$doc")
 dir=$(mktemp -d /tmp/cairn-config-XXXXXX)
