@@ -46,7 +46,7 @@ struct Config {
 
   // [store]
   unsigned disk_queue_depth = 256;
-  uint64_t journal_bytes = 64ull << 20;         // chunk index journal
+  uint64_t journal_bytes = 256ull << 20;        // chunk index journal (~82 bytes a chunk)
   uint64_t volume_journal_bytes = 16ull << 20;  // each volume's map journal
   uint64_t data_initial_bytes = 256ull << 20;   // chunk data file size at creation
   uint64_t data_grow_bytes = 256ull << 20;      // growth step when the data file is full

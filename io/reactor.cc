@@ -35,6 +35,14 @@ ReactorPool::ReactorPool(unsigned count, unsigned disk_queue_depth) {
 ReactorPool::~ReactorPool() {
   stop();
   join();
+  shutdown();
+}
+
+void ReactorPool::shutdown() {
+  CAIRN_ASSERT(threads_.empty());
+  for (auto& r : reactors_) {
+    r->context_.shutdown_services();
+  }
 }
 
 void ReactorPool::start() {

@@ -35,8 +35,20 @@ class Reactor {
   void stop() noexcept { context_.stop(); }
 
  private:
+  friend class ReactorPool;
+
+  // An io_context whose services can be shut down before it is destroyed. Coroutines
+  // suspended on one reactor may own I/O objects of another, so a pool shuts every context
+  // down (destroying the suspended frames while all services still exist) before destroying
+  // any of them.
+  class Context : public asio::io_context {
+   public:
+    using asio::io_context::io_context;
+    void shutdown_services() { shutdown(); }
+  };
+
   unsigned index_;
-  asio::io_context context_;
+  Context context_;
   std::unique_ptr<DiskRing> disk_;
 };
 
@@ -58,6 +70,9 @@ class ReactorPool {
   void stop() noexcept;
   // Joins the threads started by start().
   void join();
+  // After join(): destroys every suspended coroutine and pending handler on every reactor,
+  // so that objects they refer to can then be destroyed safely. The pool cannot run again.
+  void shutdown();
 
  private:
   std::vector<std::unique_ptr<Reactor>> reactors_;

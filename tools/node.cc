@@ -82,7 +82,7 @@ Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hash
                                io::Reactor& reactor, NodeParts& parts) {
   std::filesystem::path dir(config.data_dir);
   io::DirLogFactory::Options log_options;
-  log_options.capacity_bytes = config.journal_bytes;
+  log_options.capacity_bytes = config.volume_journal_bytes;  // the metadata store is small
   log_options.allow_buffered = config.allow_buffered_io;
   io::DirLogFactory meta_logs(dir.string(), log_options, &reactor.disk());
   auto meta_log = co_await meta_logs.open("meta");
@@ -241,6 +241,8 @@ int run_node(const Config& config, const NodeOptions& options) {
     reactors.run();
     reactors.stop();
     reactors.join();
+    // Suspended connection coroutines refer to the volumes and servers: end them first.
+    reactors.shutdown();
     parts.admin.reset();
     parts.nbd.reset();
     parts.volumes.reset();

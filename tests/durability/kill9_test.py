@@ -250,6 +250,8 @@ def main():
                     print("FAIL: no write was answered; the test proved nothing")
                 else:
                     ok = True
+        except (nbd.Error, RuntimeError) as e:
+            print(f"FAIL (seed {seed}): {e}")
         finally:
             node.stop()
     if not ok:
