@@ -227,6 +227,32 @@ Task<Result<void>> ChunkMap::write_dir_chunks() {
   co_return Result<void>{};
 }
 
+uint64_t ChunkMap::holes_from(uint64_t index) const noexcept {
+  CAIRN_ASSERT(index < chunk_count_);
+  uint64_t page_no = index / kIdsPerPage;
+  if (pages_.contains(page_no) || !page_ref(page_no).is_null()) {
+    return 0;
+  }
+  uint64_t next = page_count();  // the next page that may hold something
+  if (auto c = pages_.upper_bound(page_no); c != pages_.end()) {
+    next = std::min(next, c->first);
+  }
+  for (auto d = dir_.lower_bound(page_no / kRefsPerDirChunk); d != dir_.end(); ++d) {
+    uint64_t base = d->first * kRefsPerDirChunk;
+    if (base >= next) {
+      break;
+    }
+    uint64_t k = d->first == page_no / kRefsPerDirChunk ? page_no % kRefsPerDirChunk + 1 : 0;
+    for (; k < kRefsPerDirChunk && (*d->second.refs)[k].is_null(); ++k) {
+    }
+    if (k < kRefsPerDirChunk) {
+      next = std::min(next, base + k);
+      break;
+    }
+  }
+  return std::min(chunk_count_, next * kIdsPerPage) - index;
+}
+
 Task<Result<io::ChunkId>> ChunkMap::get(uint64_t index) {
   CAIRN_ASSERT(index < chunk_count_);
   uint64_t page_no = index / kIdsPerPage;

@@ -26,7 +26,6 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "base/asio.h"
@@ -79,6 +78,9 @@ class ChunkMap {
 
   // The id at `index` (null: a hole). index < chunk_count().
   Task<Result<io::ChunkId>> get(uint64_t index);
+  // How many chunks from `index` on are certainly holes, known without I/O (0: unknown or
+  // mapped; ask get()). Lets block_status skip unwritten spans of a huge volume at once.
+  [[nodiscard]] uint64_t holes_from(uint64_t index) const noexcept;
   // Sets the id at `index` and returns the one it replaced.
   Task<Result<io::ChunkId>> set(uint64_t index, io::ChunkId id);
   // Grows with holes or shrinks; appends the non-null ids dropped past the new end to `dropped`.
@@ -115,9 +117,9 @@ class ChunkMap {
   std::size_t max_pages_;
   uint64_t chunk_count_ = 0;
   uint64_t mapped_ = 0;
-  std::map<uint64_t, DirChunk> dir_;  // directory chunks by index; absent: all null
-  std::unordered_map<uint64_t, std::unique_ptr<Page>> pages_;
-  std::list<uint64_t> lru_;  // most recently used first
+  std::map<uint64_t, DirChunk> dir_;                 // directory chunks by index; absent: all null
+  std::map<uint64_t, std::unique_ptr<Page>> pages_;  // ordered, for holes_from()
+  std::list<uint64_t> lru_;                          // most recently used first
   std::vector<io::ChunkId> released_;
   RangeLock lock_;  // used as a mutex: serializes changes to pages and directory
   Stats stats_;

@@ -64,6 +64,9 @@ class DurableMap {
   [[nodiscard]] uint64_t checkpoints() const noexcept { return checkpoints_; }
 
   Task<Result<io::ChunkId>> get(uint64_t index);
+  [[nodiscard]] uint64_t holes_from(uint64_t index) const noexcept {
+    return map_.holes_from(index);
+  }
   // Maps `index` to `id` (owning its reference). On failure the reference is dropped.
   Task<Result<void>> set(uint64_t index, io::ChunkId id);
   // Changes the size (the caller has zeroed the tail of a partial last chunk) and checkpoints.

@@ -374,11 +374,18 @@ Task<Result<void>> Volume::block_status(uint64_t offset_bytes, uint64_t length_b
     if (pos >= config_.size_bytes) {
       co_return make_error_code(errc::out_of_range);  // shrunk while we were suspended
     }
-    auto id = co_await map_->get(pos / cs);
-    if (!id) {
-      co_return id.error();
+    bool allocated = false;
+    if (uint64_t holes = map_->holes_from(pos / cs); holes > 0) {
+      // A whole unwritten span at once (an empty 1 EiB volume is one step).
+      uint64_t span_end = std::min(config_.size_bytes, (pos / cs + holes) * cs);
+      n = std::min(span_end - pos, length_bytes - done);
+    } else {
+      auto id = co_await map_->get(pos / cs);
+      if (!id) {
+        co_return id.error();
+      }
+      allocated = !id->is_null();
     }
-    bool allocated = !id->is_null();
     if (!out.empty() && out.back().allocated == allocated &&
         out.back().offset_bytes + out.back().length_bytes == pos) {
       out.back().length_bytes += n;

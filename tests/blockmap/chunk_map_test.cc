@@ -207,6 +207,35 @@ TEST_F(ChunkMapTest, ShrinkDropsIdsAndGrowReadsHoles) {
   EXPECT_EQ(store.stats().chunks, 0u);
 }
 
+TEST_F(ChunkMapTest, HolesFromSkipsUnwrittenSpans) {
+  const uint64_t n = 1ull << 40;  // 2^32 pages, 2^25 directory chunks
+  const uint64_t page = ChunkMap::kIdsPerPage;
+  const uint64_t last_page_start = n - page;
+  ChunkMap map(store, 0, n);
+  EXPECT_EQ(map.holes_from(0), n);
+  EXPECT_EQ(map.holes_from(n - 1), 1u);
+  ASSERT_TRUE(run(map.set(1000, fake(1))));  // page 3
+  ASSERT_TRUE(run(map.set(n - 1, fake(2))));
+  EXPECT_EQ(map.holes_from(0), 3 * page);   // up to the cached page 3
+  EXPECT_EQ(map.holes_from(3 * page), 0u);  // page 3 itself: ask get()
+  EXPECT_EQ(map.holes_from(4 * page), last_page_start - 4 * page);
+  ASSERT_TRUE(run(map.checkpoint()));
+  // Evict everything by touching other pages; the directory still knows pages 3 and last.
+  for (uint64_t p = 100; p < 100 + 2 * ChunkMap::kMinCachedPages; ++p) {
+    ASSERT_TRUE(run(map.set(p * page, fake(p))));
+    ASSERT_TRUE(run(map.set(p * page, io::ChunkId{})));
+  }
+  EXPECT_EQ(map.holes_from(0), 3 * page);
+  // Pages 100..103 left the cache as null refs; 104..107 are still cached (maybe mapped).
+  EXPECT_EQ(map.holes_from(7 * page + 3),
+            (100 + ChunkMap::kMinCachedPages) * page - (7 * page + 3));
+  for (uint64_t i : std::vector<uint64_t>{0, 1000, n - 1}) {
+    auto id = run(map.get(i));
+    ASSERT_TRUE(id);
+    EXPECT_EQ(id->is_null(), i == 0);
+  }
+}
+
 TEST(MapRoot, EncodesAndRejectsDamage) {
   MapRoot root;
   root.size_bytes = 1 << 30;

@@ -307,6 +307,16 @@ TEST_F(VolumeSemantics, MaximumSizeOpensAndWorksAtBothEnds) {
   ASSERT_EQ(extents.size(), 2u);
   EXPECT_FALSE(extents[0].allocated);
   EXPECT_TRUE(extents[1].allocated);
+  // The whole 1 EiB in one call: unwritten spans are skipped without visiting their chunks.
+  extents.clear();
+  ASSERT_TRUE(run(volume->block_status(0, max, extents)));
+  ASSERT_EQ(extents.size(), 3u);
+  EXPECT_TRUE(extents[0].allocated);
+  EXPECT_EQ(extents[0].length_bytes, 4096u);
+  EXPECT_FALSE(extents[1].allocated);
+  EXPECT_EQ(extents[1].length_bytes, max - 8192);
+  EXPECT_TRUE(extents[2].allocated);
+  EXPECT_EQ(extents[2].offset_bytes, max - 4096);
   VolumeConfig too_big = config;
   too_big.name = "big";
   too_big.size_bytes = max + 4096;
