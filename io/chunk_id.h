@@ -20,6 +20,7 @@ struct ChunkId {
   uint64_t hi = 0;
 
   [[nodiscard]] bool is_null() const noexcept { return lo == 0 && hi == 0; }
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads the defaulted <=>.
   friend auto operator<=>(const ChunkId&, const ChunkId&) = default;
   [[nodiscard]] std::string to_hex() const;
 };

@@ -100,7 +100,7 @@ Task<Result<Negotiated>> Handshake::run() {
       co_return next.error();
     }
     if (*next == Next::transmission) {
-      co_return std::move(result_);
+      co_return result_;
     }
     if (*next == Next::close) {
       co_return aborted();

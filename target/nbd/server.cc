@@ -228,7 +228,7 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
   }
   auto owner = negotiated->volume->executor();
   asio::co_spawn(owner,
-                 transmit(registry_, volumes_, std::move(*negotiated), fd, family, std::move(peer),
+                 transmit(registry_, volumes_, *negotiated, fd, family, std::move(peer),
                           options_.max_inflight),
                  asio::detached);
 }
