@@ -86,6 +86,26 @@ void Config::set(std::string_view key, std::string_view raw) {
     nbd_socket = value;
   } else if (key == "nbd.max_inflight") {
     nbd_max_inflight = u32();
+  } else if (key == "iscsi.enabled") {
+    if (value != "true" && value != "false") {
+      throw ConfigError("iscsi.enabled must be true or false");
+    }
+    iscsi_enabled = value == "true";
+  } else if (key == "iscsi.address") {
+    iscsi_address = value;
+  } else if (key == "iscsi.port") {
+    iscsi_port = u16();
+  } else if (key == "iscsi.portal") {
+    iscsi_portal = value;
+  } else if (key == "iscsi.iqn_prefix") {
+    iscsi_iqn_prefix = value;
+  } else if (key == "iscsi.queue_depth") {
+    iscsi_queue_depth = u32();
+    if (iscsi_queue_depth == 0) {
+      throw ConfigError("iscsi.queue_depth must be at least 1");
+    }
+  } else if (key == "iscsi.nop_interval_s") {
+    iscsi_nop_interval_s = u32();
   } else if (key == "admin.address") {
     admin_address = value;
   } else if (key == "admin.port") {

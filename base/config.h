@@ -35,6 +35,15 @@ struct Config {
   std::string nbd_socket;           // empty: no Unix socket
   unsigned nbd_max_inflight = 128;  // requests in flight per connection
 
+  // [iscsi]
+  bool iscsi_enabled = true;
+  std::string iscsi_address = "0.0.0.0";
+  uint16_t iscsi_port = 3260;
+  std::string iscsi_portal;  // advertised in SendTargets; empty: the address the client reached
+  std::string iscsi_iqn_prefix = "iqn.2026-11.io.cairn";  // target name = prefix + ":" + volume
+  unsigned iscsi_queue_depth = 128;  // commands in flight per session (MaxCmdSN window)
+  unsigned iscsi_nop_interval_s = 30;  // NOP-In keepalive after this much idle; 0: never
+
   // [admin]
   std::string admin_address = "127.0.0.1";
   uint16_t admin_port = 10819;
