@@ -63,8 +63,7 @@ enum class Asc : uint16_t {
   copy_target_device_not_reachable = 0x0D02,
   unreachable_copy_target = 0x0804,
   data_phase_error = 0x4B00,
-  too_much_write_data = 0x4B03,
-  not_enough_write_data = 0x4B04,  // hypothetical pairing kept for transports; see SPC-5
+  too_much_write_data = 0x4B02,
   internal_target_failure = 0x4400,
   insufficient_resources = 0x5500,
 };
