@@ -1,5 +1,7 @@
 #include "io/chunk_cache.h"
 
+#include <cstring>
+
 namespace cairn::io {
 
 const std::vector<std::byte>* ChunkCache::find(const ChunkId& id) {
@@ -16,6 +18,23 @@ void ChunkCache::insert(const ChunkId& id, std::span<const std::byte> data) {
     return;
   }
   erase(id);
+  if (!lru_.empty() && used_bytes_ + data.size() > budget_bytes_ &&
+      lru_.back().data.size() == data.size()) {
+    // The least recently used entry must go anyway: reuse its list node, index node and
+    // buffer, so a full cache allocates nothing per insert.
+    auto item = std::prev(lru_.end());
+    auto node = map_.extract(item->id);
+    used_bytes_ -= item->data.size();
+    lru_.splice(lru_.begin(), lru_, item);
+    evict_to(budget_bytes_ - data.size());
+    item->id = id;
+    std::memcpy(item->data.data(), data.data(), data.size());
+    node.key() = id;
+    node.mapped() = item;
+    map_.insert(std::move(node));
+    used_bytes_ += data.size();
+    return;
+  }
   evict_to(budget_bytes_ - data.size());
   lru_.push_front(Item{id, std::vector<std::byte>(data.begin(), data.end())});
   map_.emplace(id, lru_.begin());

@@ -238,24 +238,46 @@ std::optional<uint64_t> LocalChunkStore::offset_of(const ChunkId& id) const {
 
 // ---- public methods: hop to the owner ----
 
+// A caller already on the owner's thread runs the operation inline: a co_spawn to the same
+// executor would still cost a coroutine frame and a trip through the reactor's queue per call.
+bool LocalChunkStore::on_owner() const noexcept {
+  const auto* ex = options_.owner.target<asio::io_context::executor_type>();
+  return ex != nullptr && ex->running_in_this_thread();
+}
+
 Task<Result<void>> LocalChunkStore::put(std::span<const std::span<const std::byte>> chunks,
                                         std::span<ChunkId> ids) {
+  if (on_owner()) {
+    co_return co_await put_here(chunks, ids);
+  }
   co_return co_await asio::co_spawn(options_.owner, put_here(chunks, ids), asio::use_awaitable);
 }
 
 Task<Result<void>> LocalChunkStore::get(const ChunkId& id, std::span<std::byte> out) {
+  if (on_owner()) {
+    co_return co_await get_here(id, out);
+  }
   co_return co_await asio::co_spawn(options_.owner, get_here(id, out), asio::use_awaitable);
 }
 
 Task<Result<void>> LocalChunkStore::ref(std::span<const ChunkId> ids) {
+  if (on_owner()) {
+    co_return co_await ref_here(ids, +1);
+  }
   co_return co_await asio::co_spawn(options_.owner, ref_here(ids, +1), asio::use_awaitable);
 }
 
 Task<Result<void>> LocalChunkStore::unref(std::span<const ChunkId> ids) {
+  if (on_owner()) {
+    co_return co_await ref_here(ids, -1);
+  }
   co_return co_await asio::co_spawn(options_.owner, ref_here(ids, -1), asio::use_awaitable);
 }
 
 Task<Result<void>> LocalChunkStore::flush() {
+  if (on_owner()) {
+    co_return co_await flush_here();
+  }
   co_return co_await asio::co_spawn(options_.owner, flush_here(), asio::use_awaitable);
 }
 
@@ -585,6 +607,13 @@ Task<bool> LocalChunkStore::grow_for(uint64_t length_bytes) {
 // ---- get ----
 
 Task<Result<void>> LocalChunkStore::get_here(ChunkId id, std::span<std::byte> out) {
+  // The cache first: it holds only indexed chunks (drop() erases), with their exact length,
+  // so a hit of the right size needs no index lookup.
+  if (const auto* cached = cache_.find(id); cached != nullptr && cached->size() == out.size()) {
+    std::memcpy(out.data(), cached->data(), out.size());
+    update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
+    co_return Result<void>{};
+  }
   auto it = index_.find(id);
   if (it == index_.end()) {
     co_return make_error(errc::not_found);
@@ -592,11 +621,6 @@ Task<Result<void>> LocalChunkStore::get_here(ChunkId id, std::span<std::byte> ou
   Entry e = it->second;
   if (out.size() != e.length_bytes) {
     co_return make_error(errc::invalid_argument);
-  }
-  if (const auto* cached = cache_.find(id)) {
-    std::memcpy(out.data(), cached->data(), out.size());
-    update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
-    co_return Result<void>{};
   }
   update_stats([](ChunkStoreStats& s) { ++s.cache_misses; });
   auto r = co_await read_entry(id, e, out);
@@ -607,7 +631,9 @@ Task<Result<void>> LocalChunkStore::get_here(ChunkId id, std::span<std::byte> ou
     }
     co_return r;
   }
-  cache_.insert(id, out);
+  if (index_.count(id) != 0) {  // not dropped while we read: the cache holds indexed chunks only
+    cache_.insert(id, out);
+  }
   co_return Result<void>{};
 }
 

@@ -22,7 +22,8 @@
 //
 // Threading: the store belongs to an owner executor (one reactor; the BlockFile and the
 // journal do their I/O on its thread). Every public method may be called from any thread: it
-// hops to the owner with co_spawn and completes on the caller's executor. On the owner, one
+// hops to the owner with co_spawn and completes on the caller's executor (a caller already on
+// the owner's thread runs it inline, with no hop). On the owner, one
 // AsyncMutex serializes changes to the index and the journal (ref, unref, flush, and the
 // planning and finishing steps of put); a put's data write runs outside it, so puts overlap.
 // A put that finds its bytes in another put's write in flight adds its reference to that
@@ -127,6 +128,7 @@ class LocalChunkStore final : public ChunkStore {
   LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
                   Options options);
 
+  [[nodiscard]] bool on_owner() const noexcept;
   Task<Result<void>> load();
   [[nodiscard]] Result<void> apply_record(std::span<const std::byte> record);
   Task<Result<void>> put_here(std::span<const std::span<const std::byte>> chunks,
