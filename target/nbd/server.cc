@@ -21,6 +21,10 @@
 namespace cairn::target::nbd {
 namespace {
 
+// The transmission phase's receive buffer (SocketStream read-ahead): about fifteen pipelined
+// 4 KiB writes, or several hundred request headers, per receive.
+constexpr std::size_t kReadAheadBytes = 64 * 1024;
+
 std::string describe(const asio::generic::stream_protocol::endpoint& ep) {
   if (ep.protocol().family() == AF_INET || ep.protocol().family() == AF_INET6) {
     asio::ip::tcp::endpoint tcp;
@@ -246,7 +250,7 @@ Task<void> Server::Impl::transmit(std::shared_ptr<Registry> registry,
     volumes.release(&volume);
     co_return;
   }
-  SocketStream stream(std::move(socket), std::move(peer));
+  SocketStream stream(std::move(socket), std::move(peer), kReadAheadBytes);
   uint64_t id = registry->add(executor, &stream);
   // The size may have changed since the handshake read it; this thread owns the volume.
   negotiated.session.size_bytes = volume.size_bytes();

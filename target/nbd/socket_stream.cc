@@ -1,14 +1,43 @@
 #include "target/nbd/socket_stream.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace cairn::target::nbd {
 
-SocketStream::SocketStream(GenericSocket socket, std::string peer)
-    : socket_(std::move(socket)), peer_(std::move(peer)) {}
+SocketStream::SocketStream(GenericSocket socket, std::string peer, std::size_t read_ahead_bytes)
+    : socket_(std::move(socket)), peer_(std::move(peer)), ahead_size_(read_ahead_bytes) {
+  if (ahead_size_ > 0) {
+    ahead_ = std::make_unique_for_overwrite<std::byte[]>(ahead_size_);
+  }
+}
 
 Task<std::error_code> SocketStream::read(std::span<std::byte> buffer) {
-  auto [ec, n] =
-      co_await asio::async_read(socket_, asio::buffer(buffer.data(), buffer.size()), use_tuple);
-  co_return ec;
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    if (begin_ < end_) {
+      std::size_t n = std::min(end_ - begin_, buffer.size() - done);
+      std::memcpy(buffer.data() + done, ahead_.get() + begin_, n);
+      begin_ += n;
+      done += n;
+      continue;
+    }
+    std::size_t want = buffer.size() - done;
+    if (want >= ahead_size_) {  // no read-ahead, or a large payload: no copy
+      auto [ec, n] =
+          co_await asio::async_read(socket_, asio::buffer(buffer.data() + done, want), use_tuple);
+      co_return ec;
+    }
+    begin_ = 0;
+    end_ = 0;
+    auto [ec, n] =
+        co_await socket_.async_read_some(asio::buffer(ahead_.get(), ahead_size_), use_tuple);
+    if (ec) {
+      co_return ec;
+    }
+    end_ = n;
+  }
+  co_return std::error_code{};
 }
 
 Task<std::error_code> SocketStream::write(std::span<const asio::const_buffer> buffers) {
