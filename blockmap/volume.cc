@@ -10,8 +10,11 @@
 namespace cairn::blockmap {
 namespace {
 
-// Chunks per store.put() call in a large write: new chunks of one call land together on disk.
-constexpr uint64_t kChunksPerBatch = 64;
+// Bytes per store.put() call in a large write: new chunks of one call land together on disk,
+// with one disk write, so a 1 MiB request is one put, not a series of waits on smaller ones.
+constexpr uint64_t kBytesPerBatch = 1ull << 20;
+// Chunk reads one read() request keeps in flight at once (read_chunks).
+constexpr uint64_t kMaxChunkReads = 64;
 
 bool all_zero(std::span<const std::byte> data) noexcept {
   return std::all_of(data.begin(), data.end(), [](std::byte b) { return b == std::byte{0}; });
@@ -130,6 +133,49 @@ Task<Result<void>> Volume::read_chunk(uint64_t index, std::span<std::byte> out) 
   co_return Result<void>{};
 }
 
+// Holds a lock on the chunks. Reads whole chunks into `out` concurrently, kMaxChunkReads at a
+// time, so a large read that misses the cache waits for about one disk read, not for one
+// per chunk in turn.
+Task<Result<void>> Volume::read_chunks(uint64_t first_index, std::span<std::byte> out) {
+  const uint64_t cs = config_.chunk_size_bytes;
+  const uint64_t count = out.size() / cs;
+  if (count == 1) {
+    co_return co_await read_chunk(first_index, out);
+  }
+  // The reads run on this (single-threaded) reactor; the last one wakes the caller.
+  struct Fanout {
+    explicit Fanout(const asio::any_io_executor& ex)
+        : done(ex, asio::steady_timer::time_point::max()) {}
+    uint64_t pending = 0;
+    Result<void> result;
+    asio::steady_timer done;
+  };
+  Fanout fan(owner_);
+  for (uint64_t base = 0; base < count && fan.result; base += kMaxChunkReads) {
+    const uint64_t n = std::min(kMaxChunkReads, count - base);
+    fan.pending = n;
+    for (uint64_t k = 0; k < n; ++k) {
+      asio::co_spawn(
+          owner_,
+          [this, &fan, index = first_index + base + k,
+           part = out.subspan((base + k) * cs, cs)]() -> Task<void> {
+            auto r = co_await read_chunk(index, part);
+            if (!r && fan.result) {
+              fan.result = r;
+            }
+            if (--fan.pending == 0) {
+              fan.done.cancel();
+            }
+          },
+          asio::detached);
+    }
+    while (fan.pending > 0) {
+      co_await fan.done.async_wait(use_tuple);
+    }
+  }
+  co_return fan.result;
+}
+
 Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out) {
   if (auto r = check_range(offset_bytes, out.size()); !r) {
     co_return r;
@@ -148,7 +194,8 @@ Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out)
     uint64_t within = pos % cs;
     uint64_t n = std::min<uint64_t>(cs - within, out.size() - done);
     if (within == 0 && n == cs) {
-      if (auto r = co_await read_chunk(pos / cs, out.subspan(done, cs)); !r) {
+      n = (out.size() - done) / cs * cs;  // every whole chunk from here
+      if (auto r = co_await read_chunks(pos / cs, out.subspan(done, n)); !r) {
         co_return r;
       }
     } else {
@@ -228,7 +275,7 @@ Task<Result<void>> Volume::write_locked(uint64_t offset_bytes, std::span<const s
     }
     batch.push_back(chunk);
     done += n;
-    if (batch.size() == kChunksPerBatch || done == data.size()) {
+    if (batch.size() * cs >= kBytesPerBatch || done == data.size()) {
       if (auto r = co_await store_chunks(batch_first, batch); !r) {
         co_return r;
       }

@@ -145,6 +145,7 @@ class Volume {
   Task<Result<RangeLock::Guard>> lock_range(uint64_t offset_bytes, uint64_t length_bytes,
                                             RangeLock::Mode mode);
   Task<Result<void>> read_chunk(uint64_t index, std::span<std::byte> out);
+  Task<Result<void>> read_chunks(uint64_t first_index, std::span<std::byte> out);
   Task<Result<void>> map_chunks(uint64_t first_index, std::span<const io::ChunkId> ids);
   Task<Result<void>> store_chunks(uint64_t first_index,
                                   std::span<const std::span<const std::byte>> chunks);
