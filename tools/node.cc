@@ -76,7 +76,8 @@ struct NodeParts {
 
 // Opens the durable stores under config.data_dir on reactor 0:
 //   meta.log            the metadata store (volume configs, map roots)
-//   chunks.data         chunk data (O_DIRECT), chunks-index.log its index journal
+//   chunks.data         chunk data (O_DIRECT; or store.data_path, which may be a raw
+//                       block device), chunks-index.log its index journal
 //   volumes/<name>.log  each volume's map journal
 Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hasher,
                                io::Reactor& reactor, NodeParts& parts) {
@@ -104,6 +105,7 @@ Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hash
   store_options.max_capacity_bytes = config.data_max_bytes;
   store_options.cache_bytes = config.read_cache_bytes;
   io::LocalChunkStore::DirOptions dir_options;
+  dir_options.data_path = config.data_path;
   dir_options.data_capacity_bytes = config.data_initial_bytes;
   dir_options.journal_capacity_bytes = config.journal_bytes;
   dir_options.allow_buffered = config.allow_buffered_io;
