@@ -45,6 +45,16 @@ bool list_has(std::string_view list, std::string_view item) {
   return false;
 }
 
+std::string hex4(uint16_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(4, '0');
+  for (int i = 3; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = kDigits[v & 15];
+    v = static_cast<uint16_t>(v >> 4);
+  }
+  return out;
+}
+
 uint16_t next_tsih() {
   static std::atomic<uint16_t> counter{0};
   for (;;) {
@@ -165,8 +175,8 @@ Task<bool> Login::send(bool transit, uint8_t csg, uint8_t nsg, uint16_t tsih,
 }
 
 Task<void> Login::fail(uint16_t status, std::string why) {
-  CAIRN_LOG(info, "iscsi", "{}: login of '{}' to '{}' refused (status 0x{:04x}): {}",
-            stream_.peer(), result_.initiator_name, result_.target_name, status, why);
+  CAIRN_LOG(info, "iscsi", "{}: login of '{}' to '{}' refused (status 0x{}): {}", stream_.peer(),
+            result_.initiator_name, result_.target_name, hex4(status), why);
   SnFields sn;
   sn.stat_sn = result_.stat_sn++;
   sn.exp_cmd_sn = result_.exp_cmd_sn;

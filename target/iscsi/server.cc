@@ -292,7 +292,10 @@ Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSl
   }
   if (!slot->device) {
     slot->opening = true;
-    auto device = co_await scsi::Device::open(volume, meta_);
+    // An lvalue, not the default argument: GCC 12 destroys a defaulted by-value coroutine
+    // argument twice.
+    scsi::DeviceOptions device_options;
+    auto device = co_await scsi::Device::open(volume, meta_, device_options);
     slot->opening = false;
     if (!device) {
       CAIRN_LOG(error, "iscsi", "cannot open SCSI device for volume '{}': {}", volume.name(),

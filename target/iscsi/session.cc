@@ -330,7 +330,7 @@ Task<Session::ReadOutcome> Session::read_pdu() {
     if (!ok) {
       co_return ReadOutcome::end;
     }
-    CAIRN_LOG(info, "iscsi", "{}: rejecting PDU opcode 0x{:02x}: {}", stream_.peer(),
+    CAIRN_LOG(info, "iscsi", "{}: rejecting PDU with opcode {}: {}", stream_.peer(),
               static_cast<unsigned>(h_.opcode()), verdict.why);
     queue_reject(verdict.reason);
     co_return ReadOutcome::skip;
@@ -538,22 +538,22 @@ void Session::on_data_out() {
   }
   Cmd& cmd = *it->second;
   if (c != &cmd && length > 0 && !cmd.oversize) {
-    end("Data-Out beyond the expected transfer length");
+    fail_task(cmd, "Data-Out beyond the expected transfer length");
     return;
   }
   const uint32_t offset = h_.buffer_offset();
   if (h_.ttt() == kReservedTag) {
     if (!cmd.unsolicited_open) {
-      end("unsolicited Data-Out not allowed here");
+      fail_task(cmd, "unsolicited Data-Out not allowed here");
       return;
     }
     if (h_.data_sn() != cmd.unsolicited_data_sn++) {
-      end("Data-Out DataSN out of order");
+      fail_task(cmd, "Data-Out DataSN out of order");
       return;
     }
     if (!cmd.oversize) {
       if (offset != cmd.received || cmd.received + length > params_.first_burst) {
-        end("unsolicited Data-Out at a wrong offset or beyond FirstBurstLength");
+        fail_task(cmd, "unsolicited Data-Out at a wrong offset or beyond FirstBurstLength");
         return;
       }
       cmd.received += length;
@@ -566,22 +566,22 @@ void Session::on_data_out() {
     auto r = std::find_if(cmd.r2ts.begin(), cmd.r2ts.end(),
                           [&](const Cmd::R2t& x) { return x.ttt == h_.ttt(); });
     if (r == cmd.r2ts.end()) {
-      end("Data-Out with an unknown Target Transfer Tag");
+      fail_task(cmd, "Data-Out with an unknown Target Transfer Tag");
       return;
     }
     if (h_.data_sn() != r->data_sn++) {
-      end("Data-Out DataSN out of order");
+      fail_task(cmd, "Data-Out DataSN out of order");
       return;
     }
     if (offset != r->offset + r->received || r->received + length > r->length) {
-      end("Data-Out outside its R2T");
+      fail_task(cmd, "Data-Out outside its R2T");
       return;
     }
     r->received += length;
     cmd.received += length;
     if (h_.final_bit()) {
       if (r->received != r->length) {
-        end("Data-Out sequence ended early");
+        fail_task(cmd, "Data-Out sequence ended early");
         return;
       }
       cmd.r2ts.erase(r);
@@ -602,6 +602,22 @@ void Session::on_data_out() {
     return;
   }
   maybe_execute(cmd);
+}
+
+// A Data-Out sequence error (RFC 7143 section 7.12.2): at ErrorRecoveryLevel 0 the task cannot
+// be recovered, so it ends with CHECK CONDITION (ABORTED COMMAND, DATA PHASE ERROR) and any
+// further Data-Out for it is dropped; the session lives on.
+void Session::fail_task(Cmd& cmd, const char* why) {
+  CAIRN_LOG(info, "iscsi", "{}: task {} failed: {}", stream_.peer(), cmd.itt, why);
+  active_.erase(cmd.itt);
+  if (!cmd.immediate) {
+    window_.release();
+  }
+  scsi::SenseData sense;
+  sense.key = scsi::SenseKey::aborted_command;
+  sense.asc = scsi::Asc::data_phase_error;
+  respond_status(cmd.itt, scsi::Status::check_condition, scsi::encode_fixed(sense), 0);
+  free_cmd(&cmd);
 }
 
 Task<void> Session::execute(Cmd* c) {
@@ -728,8 +744,10 @@ void Session::respond(Cmd& c) {
     } else {
       s = sn(false);
     }
-    put_header(make_data_in(c.itt, c.lun, flags, static_cast<uint8_t>(r.status), data_sn++, offset,
-                            residual, s));
+    Bhs h = make_data_in(c.itt, c.lun, flags, static_cast<uint8_t>(r.status), data_sn++, offset,
+                         residual, s);
+    h.set_data_length(length);
+    put_header(h);
     put_data(c.data_in.data() + offset, length);
   }
   if (!collapse) {

@@ -85,6 +85,7 @@ class Session {
   void respond(Cmd& cmd);
   void respond_status(uint32_t itt, scsi::Status status, std::vector<uint8_t> sense, uint32_t edtl);
   void abort(Cmd& cmd);
+  void fail_task(Cmd& cmd, const char* why);
   void send(Out* out);
   Out* control(const Bhs& h, std::span<const std::byte> data);
   void queue_reject(RejectReason reason);
