@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/asio.h"
@@ -51,17 +52,35 @@ enum class PrType : uint8_t {
 
 class Reservations {
  public:
-  // One registration: an I_T nexus (named by its initiator and target port names, which are
-  // stable across sessions, unlike Nexus::id) and its reservation key.
+  // One registration (SPC-5 5.14.7): an I_T nexus, named by its initiator and target port
+  // names (stable across sessions, unlike Nexus::id), and its reservation key.
+  // An initiator_port without ",i,0x" (registered through a TransportID of format 00b) stands
+  // for every port of that initiator; an empty target_port (ALL_TG_PT) for every target port.
   struct Registration {
-    std::string initiator_port;  // Nexus::initiator_port ("iqn...,i,0x<isid>")
-    std::string target_port;     // Nexus::target_port ("iqn...,t,0x<tpgt>")
+    std::string initiator_port;
+    std::string target_port;
     uint16_t relative_target_port = 1;
     uint64_t key = 0;
   };
 
-  // Loads persisted state from meta key "scsi-pr/<volume>". `meta` and `ua` must outlive the
-  // Reservations.
+  // The persistent state, as stored under "scsi-pr/<volume>" (docs/scsi.md).
+  struct State {
+    uint32_t generation = 0;  // PRgeneration (SPC-5 6.15.2)
+    bool aptpl = false;       // activate persist through power loss
+    std::vector<Registration> registrations;
+    PrType type = PrType::none;
+    // The holding registration's names, for the single-holder types; empty for the
+    // all-registrants types, where every registrant holds the reservation.
+    std::string holder_initiator_port;
+    std::string holder_target_port;
+  };
+
+  // At most this many registrations; more is INSUFFICIENT REGISTRATION RESOURCES.
+  static constexpr size_t kMaxRegistrations = 256;
+
+  // Loads persisted state from meta key "scsi-pr/<volume>". State saved with APTPL=0 is
+  // discarded (a restart of the serving node is a power cycle of the logical unit); its
+  // PRgeneration is kept. `meta` and `ua` must outlive the Reservations.
   static Task<Result<std::unique_ptr<Reservations>>> load(io::MetaStore& meta,
                                                           std::string volume_name,
                                                           UnitAttentionSink& ua);
@@ -84,68 +103,68 @@ class Reservations {
   void reset();                     // LUN reset: drop RESERVE(6); persistent state stays
 
   // Read-only views for tests and diagnostics.
-  [[nodiscard]] uint32_t generation() const noexcept { return state_.generation; }
-  [[nodiscard]] const std::vector<Registration>& registrations() const noexcept {
-    return state_.registrations;
-  }
-  [[nodiscard]] PrType reservation_type() const noexcept { return state_.type; }
+  [[nodiscard]] const State& state() const noexcept { return state_; }
+  [[nodiscard]] bool reserved6() const noexcept { return reserve6_.has_value(); }
 
-  // Wire/storage form of the persistent state; public so tests can check the stored bytes.
-  struct State {
-    uint32_t generation = 0;  // PRgeneration (SPC-5 6.15.2)
-    bool aptpl = false;       // activate persist through power loss
-    std::vector<Registration> registrations;
-    PrType type = PrType::none;
-    // For the single-holder types, the index in `registrations` of the holder; for the
-    // all-registrants types every registrant holds it and this is unused.
-    std::optional<size_t> holder;
-  };
+  // The stored form of a State (JSON, docs/scsi.md "Reservations") and back.
+  [[nodiscard]] static std::string encode(const State& state);
+  [[nodiscard]] static Result<State> decode(std::string_view json) noexcept;
 
   Reservations(const Reservations&) = delete;
   Reservations& operator=(const Reservations&) = delete;
   ~Reservations();
 
  private:
-  Reservations(io::MetaStore& meta, std::string volume_name, UnitAttentionSink& ua,
-               asio::any_io_executor executor);
-
-  struct Reserve6Holder {
-    uint64_t nexus_id = 0;
+  struct Live {  // an attached session, for delivering unit attentions
+    uint64_t id = 0;
+    std::string initiator_name;
     std::string initiator_port;
+    std::string target_port;
   };
-
-  [[nodiscard]] std::optional<size_t> find_registration(const Nexus& nexus) const;
-  [[nodiscard]] bool is_holder(const Nexus& nexus) const;
-  [[nodiscard]] bool has_reservation() const noexcept { return state_.type != PrType::none; }
-  Task<Result<void>> persist(const State& next);
-  // Posts `asc` to every nexus whose registration is in `lost` other than `from`. Sessions are
-  // found by initiator port through the registry of attached nexuses seen so far.
-  void post_to_registrants(const std::vector<Registration>& regs, uint64_t except_nexus, Asc asc);
-
-  // The PR OUT service actions (SPC-5 6.16.2); each returns the Response and, on success,
-  // commits `next` to state_ after persisting it.
+  struct Pending {  // a unit attention to post once a change is persisted
+    uint64_t nexus_id = 0;
+    Asc asc = Asc::no_additional_sense;
+  };
+  struct Change {                  // the outcome of a PR OUT service action
+    std::optional<Response> done;  // set: finish with this and change nothing
+    State next;
+    std::vector<Pending> attentions;
+  };
   struct ProutParams;
-  Task<Response> pr_register(const Nexus& nexus, const ProutParams& p, bool ignore_existing);
-  Task<Response> pr_reserve(const Nexus& nexus, const ProutParams& p);
-  Task<Response> pr_release(const Nexus& nexus, const ProutParams& p);
-  Task<Response> pr_clear(const Nexus& nexus, const ProutParams& p);
-  Task<Response> pr_preempt(const Nexus& nexus, const ProutParams& p, bool abort);
-  Task<Response> pr_register_and_move(const Nexus& nexus, const ProutParams& p,
-                                      std::span<const std::byte> data_out);
-  Task<Response> commit(State next);
+
+  Reservations(io::MetaStore& meta, std::string volume_name, UnitAttentionSink& ua);
+
+  void remember(const Nexus& nexus) const;
+  [[nodiscard]] std::vector<uint64_t> live_nexuses(const Registration& reg) const;
+  void notify(Change& change, const Registration& reg, uint64_t except_id, Asc asc) const;
+  [[nodiscard]] bool pr_state_exists() const noexcept;
+
+  // Parses and checks a PR OUT's CDB and parameter list into `p`; the error Response if bad.
+  static std::optional<Response> parse_prout(std::span<const uint8_t> cdb,
+                                             std::span<const std::byte> data_out, ProutParams& p);
+  Change pr_register(const Nexus& nexus, const ProutParams& p, bool ignore_existing) const;
+  Change pr_reserve(const Nexus& nexus, const ProutParams& p) const;
+  Change pr_release(const Nexus& nexus, const ProutParams& p) const;
+  Change pr_clear(const Nexus& nexus, const ProutParams& p) const;
+  Change pr_preempt(const Nexus& nexus, const ProutParams& p) const;
+  Change pr_register_and_move(const Nexus& nexus, const ProutParams& p) const;
+  Task<Response> commit(Change change);
 
   io::MetaStore& meta_;
   std::string volume_name_;
   std::string meta_key_;
   UnitAttentionSink& ua_;
-  io::AsyncMutex prout_mutex_;
+  io::AsyncMutex prout_mutex_;  // one PR OUT at a time, so state_ is what is stored
   State state_;
   int64_t revision_ = 0;  // mod_revision of meta_key_, 0 when it does not exist
+  struct Reserve6Holder {
+    uint64_t nexus_id = 0;
+    std::string initiator_port;
+  };
   std::optional<Reserve6Holder> reserve6_;
-  // Nexus ids seen per initiator port, so unit attentions for a registration reach its live
-  // sessions. Filled by every call that carries a Nexus; entries for detached nexuses are
-  // dropped by detach().
-  std::vector<std::pair<std::string, uint64_t>> nexuses_;
+  // Sessions seen (attach() or any command), so unit attentions for a registration reach
+  // every live session of it. Bounded by the sessions logged in; detach() drops entries.
+  mutable std::vector<Live> live_;
 };
 
 }  // namespace cairn::target::scsi
