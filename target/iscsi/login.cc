@@ -67,6 +67,22 @@ uint16_t next_tsih() {
 
 }  // namespace
 
+std::vector<std::string> VolumeDirectory::volumes() const {
+  std::vector<std::string> out;
+  for (const auto& c : volumes_.list()) {
+    out.push_back(c.name);
+  }
+  return out;
+}
+
+std::optional<blockmap::VolumeAccess> VolumeDirectory::access(std::string_view volume) const {
+  auto c = volumes_.config(volume);
+  if (!c) {
+    return std::nullopt;
+  }
+  return c->access;
+}
+
 std::string target_name(const TargetOptions& options, std::string_view volume) {
   return options.iqn_prefix + ":" + std::string(volume);
 }

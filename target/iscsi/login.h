@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@
 
 #include "base/asio.h"
 #include "blockmap/volume_config.h"
+#include "blockmap/volume_manager.h"
 #include "target/iscsi/text.h"
 #include "target/nbd/byte_stream.h"
 
@@ -32,6 +34,18 @@ class Directory {
   [[nodiscard]] virtual std::vector<std::string> volumes() const = 0;
   [[nodiscard]] virtual std::optional<blockmap::VolumeAccess> access(
       std::string_view volume) const = 0;
+};
+
+// The Directory of a node: its VolumeManager's volumes (thread-safe calls).
+class VolumeDirectory final : public Directory {
+ public:
+  explicit VolumeDirectory(const blockmap::VolumeManager& volumes) : volumes_(volumes) {}
+  [[nodiscard]] std::vector<std::string> volumes() const override;
+  [[nodiscard]] std::optional<blockmap::VolumeAccess> access(
+      std::string_view volume) const override;
+
+ private:
+  const blockmap::VolumeManager& volumes_;
 };
 
 struct TargetOptions {

@@ -26,29 +26,6 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-class VolumeDirectory final : public Directory {
- public:
-  explicit VolumeDirectory(blockmap::VolumeManager& volumes) : volumes_(volumes) {}
-  [[nodiscard]] std::vector<std::string> volumes() const override {
-    std::vector<std::string> out;
-    for (const auto& c : volumes_.list()) {
-      out.push_back(c.name);
-    }
-    return out;
-  }
-  [[nodiscard]] std::optional<blockmap::VolumeAccess> access(
-      std::string_view volume) const override {
-    auto c = volumes_.config(volume);
-    if (!c) {
-      return std::nullopt;
-    }
-    return c->access;
-  }
-
- private:
-  blockmap::VolumeManager& volumes_;
-};
-
 std::string hex(uint64_t v, int digits) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(static_cast<std::size_t>(digits), '0');

@@ -249,7 +249,7 @@ Task<void> Session::run() {
       ++it;
     }
   }
-  while (executing_ > 0 || writing_) {
+  while (executing_ > 0 || pending_ > 0 || writing_) {
     co_await wait_progress();
   }
   stream_.close();
@@ -654,8 +654,8 @@ Task<void> Session::execute(Cmd* c) {
     c->response = co_await device_->execute(nexus_, request, c->data_in);
   }
   executing_--;
-  if (c->aborted || closing_ || failed_) {
-    // No answer for an aborted task (SAM-5 7.2); a closing connection drops answers too.
+  if (c->aborted || failed_) {
+    // No answer for an aborted task (SAM-5 7.2), nor on a connection that failed.
     if (!c->aborted) {
       active_.erase(c->itt);
       if (!c->immediate) {
@@ -862,6 +862,7 @@ void Session::on_logout() {
   const uint8_t response = reason <= 1 ? 0 : 2;
   const uint32_t itt = h_.itt();
   closing_ = true;
+  pending_++;  // run() waits for the response to be queued
   asio::co_spawn(
       executor_,
       [this, itt, response]() -> Task<void> {
@@ -872,6 +873,8 @@ void Session::on_logout() {
         Out* o = control(make_logout_response(itt, response, sn(true)), {});
         o->last = true;
         send(o);
+        pending_--;
+        notify();
       },
       asio::detached);
 }
@@ -967,12 +970,12 @@ void Session::on_tmf() {
     send(control(make_tmf_response(itt, response, sn(true)), {}));
     return;
   }
+  pending_++;  // run() waits for the response to be queued
   asio::co_spawn(executor_, tmf_after(std::move(waiting), itt, response), asio::detached);
 }
 
 // The response to an abort follows the end of the aborted tasks (RFC 7143 section 4.2.3.3).
 Task<void> Session::tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfResponse response) {
-  executing_++;  // keeps run() from returning before the response is queued
   for (;;) {
     bool busy = false;
     for (Cmd* c : waiting) {
@@ -984,8 +987,9 @@ Task<void> Session::tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfRespon
     }
     co_await wait_progress();
   }
-  executing_--;
   send(control(make_tmf_response(itt, response, sn(true)), {}));
+  pending_--;
+  notify();
 }
 
 Task<void> Session::keepalive() {

@@ -117,6 +117,7 @@ class Session {
   std::vector<Cmd*> free_cmds_;
   std::unordered_map<uint32_t, Cmd*> active_;  // by ITT, until answered
   unsigned executing_ = 0;
+  unsigned pending_ = 0;  // Logout and task management responses waiting for commands
   std::vector<std::unique_ptr<Out>> outs_;
   std::vector<Out*> free_outs_;
   std::deque<Out*> queue_;
