@@ -39,9 +39,11 @@ class CopyManager {
   static constexpr uint16_t kMaxCscdDescriptors = 2;
   static constexpr uint16_t kMaxSegmentDescriptors = 64;
   static constexpr uint32_t kMaxDescriptorListBytes = 4096;  // CSCD + segment descriptor lists
-  static constexpr uint32_t kMaxSegmentBytes = 256u << 20;   // one segment copies at most this
-  static constexpr uint16_t kMaxConcurrentCopies = 1;        // copies run with the command
-  static constexpr size_t kMaxHeldResults = 64;  // COPY STATUS results kept, oldest dropped
+  // MAXIMUM SEGMENT LENGTH, enforced for byte segments (0x0A); a block segment (0x02) may
+  // name up to 65535 blocks whatever the block size, as initiators expect.
+  static constexpr uint32_t kMaxSegmentBytes = 32u << 20;
+  static constexpr uint16_t kMaxConcurrentCopies = 1;  // copies run with the command
+  static constexpr size_t kMaxHeldResults = 64;        // COPY STATUS results kept, oldest dropped
 
   // `volume` must outlive the CopyManager; `identity` is copied.
   CopyManager(blockmap::Volume& volume, const Identity& identity);
