@@ -27,7 +27,7 @@ tgt_start() {
   tgt_port=$(free_port)
   # tgtd's control channel is the unix socket /var/run/tgtd/socket.<control port>.
   for ((i = 0; i < 100; i++)); do
-    tgt_ctl=$((20000 + RANDOM % 20000))
+    tgt_ctl=$((20000 + RANDOM % 12000)) # tgtd takes at most 32767
     [[ -e "/var/run/tgtd/socket.$tgt_ctl" ]] || break
   done
   mkdir -p /var/run/tgtd 2>/dev/null || true
