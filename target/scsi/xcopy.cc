@@ -19,9 +19,10 @@ constexpr uint8_t kSegmentBlockToBlockBytes = 0x0A;  // SPC-4 6.4.6.8 (byte offs
 constexpr uint16_t kBlockToBlockLength = 0x18;       // DESCRIPTOR LENGTH of 0x02
 constexpr uint16_t kBlockToBlockBytesLength = 0x1C;  // DESCRIPTOR LENGTH of 0x0A
 
-// LIST ID USAGE (SPC-4 6.4.3.2, Table 114).
+// LIST ID USAGE (SPC-4 6.4.3.2): 00b hold the status for RECEIVE COPY RESULTS, 01b reserved,
+// 10b discard it when done, 11b no list identifier.
 constexpr uint8_t kListIdHold = 0x0;
-constexpr uint8_t kListIdReserved = 0x2;
+constexpr uint8_t kListIdReserved = 0x1;
 constexpr uint8_t kListIdNone = 0x3;
 
 // RECEIVE COPY RESULTS service actions (SPC-4 6.18.1, Table 194).

@@ -232,7 +232,7 @@ TEST_F(XcopyTest, PartialChunksAndByteSegments) {
   open(4 << 20, 512, 4096);
   auto data = test::pattern(64 << 10, 3);
   ASSERT_TRUE(test::run(ctx, volume->write(0, data)));
-  ParamList list(0, 3);
+  ParamList list(0, 3);  // no list identifier
   list.cscd(identity.naa, 512).block_to_block(0, 0, 100, 1, 2049);
   list.block_to_block_bytes(512 * 10, 0, 4000, 100, 0);
   Response r = xcopy(list.bytes());
@@ -243,9 +243,12 @@ TEST_F(XcopyTest, PartialChunksAndByteSegments) {
   std::vector<std::byte> got2(512 * 10);
   ASSERT_TRUE(test::run(ctx, volume->read(4000 * 512, got2)));
   EXPECT_TRUE(std::equal(got2.begin(), got2.end(), data.begin() + 100));
-  // LIST ID USAGE 11b holds nothing.
+  // LIST ID USAGE 11b and 10b (libiscsi's "discard") hold nothing.
   std::vector<std::byte> d;
   EXPECT_EQ(asc_of(results(0x00, 0, d, a)), 0x2400);
+  auto discard = ParamList(9, 2).cscd(identity.naa, 512).block_to_block(0, 0, 1, 0, 9).bytes();
+  EXPECT_EQ(xcopy(discard).status, Status::good);
+  EXPECT_EQ(asc_of(results(0x00, 9, d, a)), 0x2400);
   // With LIST ID USAGE 11b the list identifier must be zero.
   EXPECT_EQ(asc_of(xcopy(ParamList(7, 3).cscd(identity.naa, 512).bytes())), 0x2600);
   // A destination that is not whole blocks is an inexact segment.
@@ -294,8 +297,8 @@ TEST_F(XcopyTest, ParameterListErrors) {
   EXPECT_EQ(r.sense[17], 16);  // the descriptor's offset in the parameter list
   r = xcopy(ParamList(5, 0).cscd(naa, 512).block_to_block(0, 0, 1, 0, 9, 0x03).bytes());
   EXPECT_EQ(asc_of(r), 0x2609);
-  // LIST ID USAGE 10b is reserved; LID4 is not supported.
-  auto reserved = ParamList(6, 2).cscd(naa, 512).block_to_block(0, 0, 1, 0, 9).bytes();
+  // LIST ID USAGE 01b is reserved; LID4 is not supported.
+  auto reserved = ParamList(6, 1).cscd(naa, 512).block_to_block(0, 0, 1, 0, 9).bytes();
   EXPECT_EQ(asc_of(xcopy(reserved)), 0x2600);
   auto cdb = xcopy_cdb(full.size(), 0x01);
   r = test::run(ctx, copies->extended_copy(a, cdb, full));
