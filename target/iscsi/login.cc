@@ -386,7 +386,7 @@ Task<std::optional<LoginResult>> Login::run() {
         co_return std::nullopt;
       }
     }
-    if (csg == 1 || (transit && nsg == 1)) {
+    if (csg == 1) {
       negotiator_.declare(out);
     }
     if (!result_.discovery && !tpgt_sent_) {
