@@ -10,7 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "io/local_meta_store.h"
 #include "io/mem_meta_store.h"
+#include "io/sim_log_factory.h"
 #include "tests/test_util.h"
 
 namespace cairn::target::scsi {
@@ -371,6 +373,43 @@ TEST_F(ReservationsTest, PersistsAcrossReloadWithAptpl) {
   EXPECT_EQ(generation(), gen2);
   // And the next change is stored over the old record (the revision was picked up).
   EXPECT_EQ(out_status(a, prout(0x06, 0, 0x5)), Status::good);
+}
+
+// A PR OUT that completed survives a power cut of the LocalMetaStore's disk right after it:
+// the state is durable before the command's status goes out.
+TEST(ReservationsDurability, CompletedChangesSurvivePowerCuts) {
+  asio::io_context ctx;
+  io::SimLogFactory logs(64 * 1024);  // small, so the store compacts as well
+  RecordingSink sink;
+  const Nexus a = nexus(1, "iqn.2026-11.test:a");
+  uint32_t expected_generation = 0;
+  for (uint64_t round = 0; round < 20; ++round) {
+    SCOPED_TRACE(round);
+    auto log = test::run(ctx, logs.open("meta"));
+    ASSERT_TRUE(log);
+    auto meta = test::run(ctx, io::LocalMetaStore::open(std::move(*log), ctx.get_executor()));
+    ASSERT_TRUE(meta);
+    auto pr = test::run(ctx, Reservations::load(**meta, "v", sink));
+    ASSERT_TRUE(pr);
+    const auto& s = (*pr)->state();
+    EXPECT_EQ(s.generation, expected_generation);
+    if (round > 0) {
+      ASSERT_EQ(s.registrations.size(), 1u);
+      EXPECT_EQ(s.registrations[0].key, 0x1000 + round - 1);
+      EXPECT_EQ(s.type, PrType::write_exclusive);
+    }
+    // Register (APTPL) with a new key and reserve, then cut the power.
+    Prout p = prout(0x06, 0, 0x1000 + round, 0, 0x01);
+    ASSERT_EQ(test::run(ctx, (*pr)->persistent_reserve_out(a, p.cdb, p.params)).status,
+              Status::good);
+    Prout r = prout(0x01, 0x1000 + round, 0, 1);
+    ASSERT_EQ(test::run(ctx, (*pr)->persistent_reserve_out(a, r.cdb, r.params)).status,
+              Status::good);
+    ++expected_generation;
+    pr->reset();
+    meta->reset();
+    logs.power_cut_all(round * 7919 + 1);
+  }
 }
 
 TEST_F(ReservationsTest, DecodeRejectsMalformedState) {
