@@ -84,18 +84,23 @@ rm -rf "$logs"
 mkdir -p "$logs"
 logs="$(cd "$logs" && pwd)"
 
-# The test lists: every SCSI and iSCSI test but MultipathIO, MultipathIO, and the read-only set.
+# The test lists: every SCSI and iSCSI test but MultipathIO ("main"), MultipathIO, and the
+# read-only set; each writable configuration leaves out the tests docs/conformance.md lists as
+# not applicable to it. `plan` writes LABEL.txt (the tests) and LABEL.patterns (for -t).
 iscsi-test-cu -l >"$logs/all-tests.txt"
-python3 "$report" expand "$logs/all-tests.txt" SCSI iSCSI | grep -v '^SCSI\.MultipathIO\.' \
-  >"$logs/main.txt"
-python3 "$report" expand "$logs/all-tests.txt" SCSI.MultipathIO >"$logs/multipath.txt"
-cat "$logs/main.txt" "$logs/multipath.txt" >"$logs/writable.txt"
-python3 "$report" expand "$logs/all-tests.txt" "${RO_PATTERNS[@]}" >"$logs/readonly.txt"
-# iscsi-test-cu -t takes a file of patterns; whole suites keep one login per suite.
-cut -d. -f1,2 "$logs/main.txt" | uniq >"$logs/main.patterns"
-printf '%s\n' "${RO_PATTERNS[@]}" >"$logs/readonly.patterns"
-echo "tests: $(wc -l <"$logs/writable.txt") per writable LUN, $(wc -l <"$logs/readonly.txt")" \
-  "on the read-only LUN"
+plan() {
+  python3 "$report" plan "$logs/all-tests.txt" "$doc" "$logs" "$@" ||
+    fail "cannot make the test list for $1"
+}
+plan thin512 SCSI iSCSI -SCSI.MultipathIO
+plan native4k SCSI iSCSI -SCSI.MultipathIO
+plan multipath SCSI.MultipathIO
+plan readonly "${RO_PATTERNS[@]}"
+for label in thin512 native4k; do
+  cat "$logs/$label.txt" "$logs/multipath.txt" >"$logs/$label-all.txt"
+done
+echo "tests: $(wc -l <"$logs/thin512-all.txt") on thin512," \
+  "$(wc -l <"$logs/native4k-all.txt") on native4k, $(wc -l <"$logs/readonly.txt") on readonly"
 
 # run_tool LOG URL PATTERNS [URL2]: one iscsi-test-cu invocation, output to $logs/LOG.
 run_tool() {
@@ -110,19 +115,26 @@ run_tool() {
   return 0
 }
 
-# run_lun LABEL URL WRITABLE: the invocations for one configuration; prints the reporter's
-# --config argument into $logs/LABEL.config.
+# run_lun LABEL CONFIG URL: the invocations for one configuration (CONFIG: thin512, native4k or
+# readonly); writes the reporter's --config argument to $logs/LABEL.config.
 run_lun() {
-  local label="$1" url="$2" writable="$3"
-  if [[ "$writable" == 1 ]]; then
-    run_tool "$label.out" "$url" "$logs/main.patterns"
-    run_tool "$label-multipath.out" "$url" SCSI.MultipathIO "$url"
-    echo "$label=$logs/writable.txt:$logs/$label.out,$logs/$label-multipath.out" \
-      >"$logs/$label.config"
-  else
+  local label="$1" config="$2" url="$3"
+  if [[ "$config" == readonly ]]; then
     run_tool "$label.out" "$url" "$logs/readonly.patterns"
-    echo "$label=$logs/readonly.txt:$logs/$label.out" >"$logs/$label.config"
+    echo "$config=$logs/readonly.txt:$logs/$label.out" >"$logs/$label.config"
+  else
+    run_tool "$label.out" "$url" "$logs/$config.patterns"
+    run_tool "$label-multipath.out" "$url" "$logs/multipath.patterns" "$url"
+    echo "$config=$logs/$config-all.txt:$logs/$label.out,$logs/$label-multipath.out" \
+      >"$logs/$label.config"
   fi
+}
+
+# Every configuration of both targets runs at once: the suite mostly waits for round trips.
+run_pids=()
+run_bg() {
+  run_lun "$@" >"$logs/$1.progress" 2>&1 &
+  run_pids+=($!)
 }
 
 wait_port() {
@@ -135,6 +147,7 @@ wait_port() {
 }
 
 report_args=()
+labels=()
 if [[ $use_cairn -eq 1 ]]; then
   start_node
   trap 'tgt_stop; stop_node' EXIT
@@ -143,15 +156,10 @@ if [[ $use_cairn -eq 1 ]]; then
   expect_ok "${C[@]}" volume create conf-native4k 128M --block-size 4096 --chunk-size 4K
   expect_ok "${C[@]}" volume create conf-readonly 64M --block-size 512 --read-only
   echo "cairn: cairnd on 127.0.0.1:$iscsi_port"
-  run_lun thin512 "iscsi://127.0.0.1:$iscsi_port/$iqn_prefix:conf-thin512/0" 1
-  run_lun native4k "iscsi://127.0.0.1:$iscsi_port/$iqn_prefix:conf-native4k/0" 1
-  run_lun readonly "iscsi://127.0.0.1:$iscsi_port/$iqn_prefix:conf-readonly/0" 0
-  cp "$dir/cairnd.log" "$logs/cairnd.log"
-  finish_node
-  report_args+=(--target cairn)
-  for label in thin512 native4k readonly; do
-    report_args+=(--config "$(cat "$logs/$label.config")")
+  for config in thin512 native4k readonly; do
+    run_bg "$config" "$config" "iscsi://127.0.0.1:$iscsi_port/$iqn_prefix:conf-$config/0"
   done
+  labels+=(cairn thin512 native4k readonly)
 fi
 
 if [[ $use_tgt -eq 1 ]]; then
@@ -169,19 +177,35 @@ if [[ $use_tgt -eq 1 ]]; then
       fail "tgtadm could not configure tgtd's LUNs"
     fi
     echo "tgt: tgtd on 127.0.0.1:$tgt_port"
-    run_lun tgt-thin512 "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.tgt:thin512/1" 1
-    run_lun tgt-native4k "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.tgt:native4k/1" 1
-    run_lun tgt-readonly "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.tgt:readonly/1" 0
-    tgt_stop
-    rm -f "$tgt_dir"/*.img
-    report_args+=(--target tgt)
-    for label in thin512 native4k readonly; do
-      report_args+=(--config "$(sed 's/^tgt-//' "$logs/tgt-$label.config")")
+    for config in thin512 native4k readonly; do
+      run_bg "tgt-$config" "$config" "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.tgt:$config/1"
     done
+    labels+=(tgt tgt-thin512 tgt-native4k tgt-readonly)
   else
     [[ "${CI:-}" == true ]] && fail "tgtd did not start; CI needs the comparison"
     echo "note: tgtd did not start: no comparison with tgt"
   fi
+fi
+
+for p in "${run_pids[@]}"; do
+  wait "$p" || true
+done
+for label in "${labels[@]}"; do
+  case "$label" in
+    cairn | tgt) report_args+=(--target "$label") ;;
+    *)
+      cat "$logs/$label.progress"
+      report_args+=(--config "$(cat "$logs/$label.config")")
+      ;;
+  esac
+done
+if [[ $use_cairn -eq 1 ]]; then
+  cp "$dir/cairnd.log" "$logs/cairnd.log"
+  finish_node
+fi
+if [[ $use_tgt -eq 1 ]]; then
+  tgt_stop
+  rm -f "$tgt_dir"/*.img
 fi
 
 enforce=()

@@ -2,12 +2,17 @@
 """Reads iscsi-test-cu output and judges it against the conformance rules (docs/conformance.md).
 
     test_cu_report.py expand ALL PATTERN...
+    test_cu_report.py plan ALL DOC OUTDIR LABEL [-]PATTERN...
     test_cu_report.py report --allowed DOC [--enforce TARGET] [--markdown FILE]
                       --target NAME --config LABEL=LIST:OUT[,OUT...] [--config ...]
                       [--target NAME --config ...]
 
 `expand` prints the tests of ALL (the output of `iscsi-test-cu -l`) that the iscsi-test-cu test
 patterns (FAMILY[.SUITE[.TEST]], shell wildcards, as -t takes them) select, one per line.
+
+`plan` writes OUTDIR/LABEL.txt, the tests the patterns select (a leading "-" removes what a
+pattern selects) minus the ones DOC lists as not applicable to configuration LABEL, and
+OUTDIR/LABEL.patterns, the same set as iscsi-test-cu -t patterns (whole suites where possible).
 
 `report`: each --config names one configuration of a target (a LUN), the file LIST with the full
 names of the tests asked for in it (FAMILY.SUITE.TEST, one per line), and the output files of the
@@ -30,6 +35,7 @@ markdown (for docs/conformance.md).
 
 import argparse
 import fnmatch
+import os
 import re
 import sys
 from collections import OrderedDict
@@ -193,22 +199,72 @@ def read_list(path):
         return [line.strip() for line in f if line.strip()]
 
 
+def load_not_applicable(doc):
+    """The (test, configuration, reason) rows between the not-applicable markers of DOC."""
+    rows = []
+    inside = False
+    with open(doc) as f:
+        for line in f:
+            if "<!-- not-applicable:begin -->" in line:
+                inside = True
+            elif "<!-- not-applicable:end -->" in line:
+                inside = False
+            elif inside and line.startswith("|"):
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                name = cells[0].strip("`")
+                if len(cells) >= 3 and re.match(r"^(SCSI|iSCSI)\.[\w-]+\.[\w-]+$", name):
+                    rows.append((name, cells[1].strip("`"), cells[2]))
+    return rows
+
+
+def select(names, patterns):
+    """The names (FAMILY.SUITE.TEST) the iscsi-test-cu patterns select; '-PATTERN' removes."""
+    def match(name, p):
+        family, suite, test = name.split(".")
+        parts = (p.split(".", 2) + ["*", "*"])[:3]
+        return (fnmatch.fnmatchcase(family, parts[0]) and fnmatch.fnmatchcase(suite, parts[1])
+                and fnmatch.fnmatchcase(test, parts[2]))
+    chosen = []
+    for name in names:
+        if any(match(name, p) for p in patterns if not p.startswith("-")) and not any(
+                match(name, p[1:]) for p in patterns if p.startswith("-")):
+            chosen.append(name)
+    return chosen
+
+
+def plan(argv):
+    if len(argv) < 5:
+        sys.exit("usage: test_cu_report.py plan ALL DOC OUTDIR LABEL [-]PATTERN...")
+    all_path, doc, outdir, label = argv[:4]
+    names = [n for n in read_list(all_path) if n.count(".") == 2]
+    chosen = select(names, argv[4:])
+    for name, config, reason in load_not_applicable(doc):
+        if name not in names:
+            sys.exit(f"{doc}: {name} (not applicable) is not a test of iscsi-test-cu")
+        if config == label and name in chosen:
+            chosen.remove(name)
+            print(f"{label}: leaving out {name}: {reason}", file=sys.stderr)
+    if not chosen:
+        sys.exit(f"no test matches {' '.join(argv[4:])}")
+    with open(os.path.join(outdir, label + ".txt"), "w") as f:
+        f.write("\n".join(chosen) + "\n")
+    suites = OrderedDict()
+    for name in chosen:
+        suites.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    patterns = []
+    for suite, members in suites.items():
+        whole = [n for n in names if n.rsplit(".", 1)[0] == suite]
+        patterns.extend([suite] if members == whole else members)
+    with open(os.path.join(outdir, label + ".patterns"), "w") as f:
+        f.write("\n".join(patterns) + "\n")
+    return 0
+
+
 def expand(argv):
     if len(argv) < 2:
         sys.exit("usage: test_cu_report.py expand ALL PATTERN...")
     names = [n for n in read_list(argv[0]) if n.count(".") == 2]
-    patterns = []
-    for arg in argv[1:]:
-        patterns.extend(p for p in arg.split(",") if p)
-    out = []
-    for name in names:
-        family, suite, test = name.split(".")
-        for p in patterns:
-            parts = (p.split(".", 2) + ["*", "*"])[:3]
-            if (fnmatch.fnmatchcase(family, parts[0]) and fnmatch.fnmatchcase(suite, parts[1]) and
-                    fnmatch.fnmatchcase(test, parts[2])):
-                out.append(name)
-                break
+    out = select(names, argv[1:])
     if not out:
         sys.exit(f"no test matches {' '.join(argv[1:])}")
     print("\n".join(out))
@@ -308,6 +364,10 @@ def report(argv):
                 elif comb[name] == "pass":
                     print(f"note: {name} is listed as an allowed skip but passed; "
                           "remove it from the list")
+            for name, config, reason in load_not_applicable(args.allowed):
+                if comb.get(name) != "pass":
+                    problems.append(f"{name} is listed as not applicable to {config}, but did "
+                                    "not pass in any other configuration")
             expected = len(comb) - len([a for a in allowed if a in comb])
             if n["pass"] < expected:
                 problems.append(f"only {n['pass']} tests passed in some configuration; the "
@@ -336,6 +396,8 @@ def report(argv):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "expand":
         return expand(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "plan":
+        return plan(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         return report(sys.argv[2:])
     sys.exit(__doc__)
