@@ -214,10 +214,10 @@ void Device::Impl::detach(const Nexus& nexus) {
 
 void Device::Impl::lun_reset(const Nexus& from) {
   reservations_->reset();
-  // SAM-5 6.3: every nexus, the one that asked included, sees the reset.
-  for (auto& [id, q] : attentions_) {
-    post(id, Asc::bus_device_reset);
-  }
+  // Mode parameters return to their saved values (SPC-5 7.5.1); only SWP is changeable.
+  software_write_protect_ = false;
+  // Every other nexus learns of the reset; the one that asked for it knows (SAM-5 6.3.3).
+  post_all_except(from.id, Asc::bus_device_reset);
   CAIRN_LOG(info, "scsi", "{}: logical unit reset by {}", volume_.name(), from.initiator_port);
 }
 
@@ -241,6 +241,9 @@ Task<Response> Device::Impl::execute(const Nexus& nexus, const Request& request,
       it->second.pop_front();
       co_return check_condition(SenseKey::unit_attention, asc);
     }
+  }
+  if (sanitizing_ && !reports_no_attention(opcode)) {
+    co_return check_condition(SenseKey::not_ready, Asc::logical_unit_not_ready_sanitize);
   }
   size_t length = cdb_length(opcode);
   if (length == 0 || request.cdb.size() < length) {
@@ -291,7 +294,7 @@ Task<Response> Device::Impl::dispatch(const Nexus& nexus, const Request& r,
       co_return mode_sense(r, data_in);
     case op::kModeSelect6:
     case op::kModeSelect10:
-      co_return mode_select(r);
+      co_return mode_select(nexus, r);
     case op::kRead6:
     case op::kRead10:
     case op::kRead12:
@@ -347,6 +350,16 @@ Task<Response> Device::Impl::dispatch(const Nexus& nexus, const Request& r,
     default:
       co_return invalid_opcode();
   }
+}
+
+std::optional<Response> Device::Impl::write_protected() const {
+  if (!volume_.can_write()) {
+    return check_condition(SenseKey::data_protect, Asc::write_protected);
+  }
+  if (software_write_protect_) {
+    return check_condition(SenseKey::data_protect, Asc::software_write_protected);
+  }
+  return std::nullopt;
 }
 
 Response Device::Impl::volume_error(std::error_code ec, bool writing) const {
@@ -431,8 +444,8 @@ Task<Response> Device::Impl::write(const Request& r) {
   if (auto bad = check_range(e.lba, e.count, max_transfer_blocks(), count_byte)) {
     co_return *bad;
   }
-  if (!volume_.can_write()) {
-    co_return check_condition(SenseKey::data_protect, Asc::write_protected);
+  if (auto bad = write_protected()) {
+    co_return *bad;
   }
   Response resp;
   resp.transfer_bytes = static_cast<uint32_t>(e.count * block_bytes());
@@ -536,8 +549,8 @@ Task<Response> Device::Impl::write_same(const Request& r) {
   if (auto bad = check_range(e.lba, e.count, 0, ws16 ? 10 : 7)) {
     co_return *bad;
   }
-  if (!volume_.can_write()) {
-    co_return check_condition(SenseKey::data_protect, Asc::write_protected);
+  if (auto bad = write_protected()) {
+    co_return *bad;
   }
   Response resp;
   resp.transfer_bytes = ndob ? 0 : block_bytes();
@@ -553,7 +566,15 @@ Task<Response> Device::Impl::write_same(const Request& r) {
   if (e.count == 0) {
     co_return resp;
   }
-  if (auto res = co_await fill(e.lba, e.count, block, unmap, false); !res) {
+  if (unmap) {
+    // UNMAP=1: the blocks are unmapped whatever the data (as LIO does); LBPRZ says they then
+    // read as zeroes.
+    if (auto res = co_await volume_.trim(e.lba * block_bytes(), e.count * block_bytes()); !res) {
+      co_return volume_error(res.error(), true);
+    }
+    co_return resp;
+  }
+  if (auto res = co_await fill(e.lba, e.count, block, false, false); !res) {
     co_return volume_error(res.error(), true);
   }
   co_return resp;
@@ -570,8 +591,8 @@ Task<Response> Device::Impl::unmap(const Request& r) {
   if (param_len == 0) {
     co_return resp;
   }
-  if (!volume_.can_write()) {
-    co_return check_condition(SenseKey::data_protect, Asc::write_protected);
+  if (auto bad = write_protected()) {
+    co_return *bad;
   }
   if (param_len < 8 || r.data_out.size() < 8) {
     co_return check_condition(SenseKey::illegal_request, Asc::parameter_list_length_error);
@@ -613,13 +634,18 @@ Task<Response> Device::Impl::compare_and_write(const Request& r) {
   if (auto bad = check_range(e.lba, e.count, kMaxCompareAndWriteBlocks, 13)) {
     co_return *bad;
   }
-  if (!volume_.can_write()) {
-    co_return check_condition(SenseKey::data_protect, Asc::write_protected);
+  if (auto bad = write_protected()) {
+    co_return *bad;
   }
   const uint64_t bytes = e.count * block_bytes();
   Response resp;
   resp.transfer_bytes = static_cast<uint32_t>(2 * bytes);
   if (e.count == 0) {
+    if (!r.data_out.empty()) {
+      // Data for zero blocks: the count cannot be what the initiator meant (an 8-bit
+      // NUMBER OF LOGICAL BLOCKS wrapped around).
+      co_return invalid_field(13);
+    }
     co_return resp;
   }
   if (r.data_out.size() != 2 * bytes) {
@@ -648,8 +674,8 @@ Task<Response> Device::Impl::orwrite(const Request& r) {
   if (auto bad = check_range(e.lba, e.count, max_transfer_blocks(), 10)) {
     co_return *bad;
   }
-  if (!volume_.can_write()) {
-    co_return check_condition(SenseKey::data_protect, Asc::write_protected);
+  if (auto bad = write_protected()) {
+    co_return *bad;
   }
   Response resp;
   resp.transfer_bytes = static_cast<uint32_t>(e.count * block_bytes());
@@ -758,11 +784,19 @@ Task<Response> Device::Impl::sanitize(const Request& r) {
       sa != op::kSaExitFailureMode) {
     co_return invalid_field(1, 4);
   }
+  if ((cdb[1] & 0x40) != 0) {
+    co_return invalid_field(1, 6);  // ZNR: there is no zoned medium
+  }
+  for (uint16_t i = 2; i <= 6; ++i) {
+    if (cdb[i] != 0) {
+      co_return invalid_field(i);  // reserved
+    }
+  }
   if (sa != op::kSaOverwrite && param_len != 0) {
     co_return invalid_field(7);
   }
-  if (!volume_.can_write()) {
-    co_return check_condition(SenseKey::data_protect, Asc::write_protected);
+  if (auto bad = write_protected()) {
+    co_return *bad;
   }
   Response resp;
   resp.transfer_bytes = param_len;
@@ -791,10 +825,13 @@ Task<Response> Device::Impl::sanitize(const Request& r) {
   }
   // Block and crypto erase unmap everything: a thin volume's unmapped blocks read as zeroes
   // and their chunks are dropped from the store once unreferenced.
-  if (auto res = co_await fill(0, blocks(), block, sa != op::kSaOverwrite, false); !res) {
-    co_return volume_error(res.error(), true);
+  sanitizing_ = true;
+  auto res = co_await fill(0, blocks(), block, sa != op::kSaOverwrite, false);
+  if (res) {
+    res = co_await volume_.flush();
   }
-  if (auto res = co_await volume_.flush(); !res) {
+  sanitizing_ = false;
+  if (!res) {
     co_return volume_error(res.error(), true);
   }
   CAIRN_LOG(info, "scsi", "{}: sanitized (service action {:#x})", volume_.name(), sa);

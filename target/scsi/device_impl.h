@@ -122,7 +122,7 @@ class Device::Impl final : public UnitAttentionSink {
   Response read_capacity10(const Request& r, std::vector<std::byte>& data_in);
   Response read_capacity16(const Request& r, std::vector<std::byte>& data_in);
   Response mode_sense(const Request& r, std::vector<std::byte>& data_in);
-  Response mode_select(const Request& r);
+  Response mode_select(const Nexus& nexus, const Request& r);
   Response report_luns(const Request& r, std::vector<std::byte>& data_in);
   Response report_supported_opcodes(const Request& r, std::vector<std::byte>& data_in);
   [[nodiscard]] static bool is_supported(uint8_t opcode) noexcept;
@@ -131,7 +131,16 @@ class Device::Impl final : public UnitAttentionSink {
   // page is not supported.
   bool mode_pages(uint8_t page, uint8_t pc, std::vector<uint8_t>& out) const;
 
+  // Why the medium may not be written now: DATA PROTECT for a read-only volume or the
+  // control mode page's SWP; nothing when writes are allowed.
+  [[nodiscard]] std::optional<Response> write_protected() const;
+
   std::unordered_map<uint64_t, std::deque<Asc>> attentions_;  // per nexus, bounded below
+  // Control mode page SWP (software write protect), set by MODE SELECT; a LUN reset clears it.
+  bool software_write_protect_ = false;
+  // A SANITIZE is running: every other command but INQUIRY, REPORT LUNS and REQUEST SENSE
+  // is NOT READY / SANITIZE IN PROGRESS (SBC-4 4.32).
+  bool sanitizing_ = false;
 };
 
 // Block Limits VPD (0xB0) values the commands enforce.

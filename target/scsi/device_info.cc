@@ -79,10 +79,10 @@ constexpr Command kCommands[] = {
   {op::kReadDefectData10, -1, {0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
   {op::kWriteSame10, -1, {0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x04}, 10},
   {op::kUnmap, -1, {0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x04}, 10},
-  {op::kSanitize, op::kSaOverwrite, {0x48, 0xFF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
-  {op::kSanitize, op::kSaBlockErase, {0x48, 0xFF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
-  {op::kSanitize, op::kSaCryptoErase, {0x48, 0xFF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
-  {op::kSanitize, op::kSaExitFailureMode, {0x48, 0xFF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
+  {op::kSanitize, op::kSaOverwrite, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
+  {op::kSanitize, op::kSaBlockErase, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
+  {op::kSanitize, op::kSaCryptoErase, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
+  {op::kSanitize, op::kSaExitFailureMode, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
   {op::kModeSelect10, -1, {0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
   {op::kModeSense10, -1, {0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
   {op::kPersistentReserveIn, 0x00, {0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04}, 10},
@@ -268,9 +268,14 @@ bool Device::Impl::mode_pages(uint8_t page, uint8_t pc, std::vector<uint8_t>& ou
     out.resize(at + 12, 0);
     out[at] = kPageControl;
     out[at + 1] = 0x0A;
-    if (pc != kPcChangeable) {
+    if (pc == kPcChangeable) {
+      out[at + 4] = 0x08;  // SWP
+    } else {
       out[at + 2] = 0x02;  // GLTSD: no log parameters are saved
       out[at + 3] = 0x10;  // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
+      if (pc == kPcCurrent && software_write_protect_) {
+        out[at + 4] = 0x08;
+      }
     }
     any = true;
   }
@@ -291,7 +296,7 @@ Response Device::Impl::mode_sense(const Request& r, std::vector<std::byte>& data
   }
   std::vector<uint8_t> out(six ? 4 : 8, 0);
   uint8_t device_specific = 0x10;  // DPOFUA
-  if (!volume_.can_write()) {
+  if (!volume_.can_write() || software_write_protect_) {
     device_specific |= 0x80;  // WP
   }
   out[six ? 2 : 3] = device_specific;
@@ -320,7 +325,7 @@ Response Device::Impl::mode_sense(const Request& r, std::vector<std::byte>& data
   return send_data(out, alloc, r, data_in);
 }
 
-Response Device::Impl::mode_select(const Request& r) {
+Response Device::Impl::mode_select(const Nexus& nexus, const Request& r) {
   std::span<const uint8_t> cdb = r.cdb;
   const bool six = cdb[0] == op::kModeSelect6;
   const uint32_t len = static_cast<uint32_t>(six ? cdb[4] : get_be(cdb, 7, 2));
@@ -348,7 +353,8 @@ Response Device::Impl::mode_select(const Request& r) {
       return invalid_field(static_cast<uint16_t>(header + bdl - 3), {}, false);
     }
   }
-  // No mode parameter is changeable, so each page sent must equal the current one.
+  // Each page sent must equal the current one except in changeable bits (only SWP).
+  bool swp = software_write_protect_;
   for (size_t at = header + bdl; at < len;) {
     if (at + 2 > len) {
       return check_condition(SenseKey::illegal_request, Asc::parameter_list_length_error);
@@ -361,12 +367,21 @@ Response Device::Impl::mode_select(const Request& r) {
     if (p[at + 1] != current[1] || at + current.size() > len) {
       return invalid_field(static_cast<uint16_t>(at + 1), {}, false);
     }
+    std::vector<uint8_t> changeable;
+    mode_pages(page, kPcChangeable, changeable);
     for (size_t i = 2; i < current.size(); ++i) {
-      if (p[at + i] != current[i]) {
+      if (((p[at + i] ^ current[i]) & ~changeable[i]) != 0) {
         return invalid_field(static_cast<uint16_t>(at + i), {}, false);
       }
     }
+    if (page == kPageControl) {
+      swp = (p[at + 4] & 0x08) != 0;
+    }
     at += current.size();
+  }
+  if (swp != software_write_protect_) {
+    software_write_protect_ = swp;
+    post_all_except(nexus.id, Asc::mode_parameters_changed);
   }
   return ok;
 }

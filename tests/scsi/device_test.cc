@@ -223,12 +223,36 @@ TEST_F(DeviceTest, VerifyBytchkMiscompare) {
   EXPECT_EQ(r.sense[6], 700 & 0xFF);
 }
 
-TEST_F(DeviceTest, LunResetPostsUnitAttention) {
+TEST_F(DeviceTest, LunResetPostsUnitAttentionToOtherNexuses) {
   open();
-  device->lun_reset(nexus);
-  auto r = run({0x00, 0, 0, 0, 0, 0});
-  expect_sense(r, 0x6, 0x2903);
+  Nexus other = nexus;
+  other.id = 2;
+  device->attach(other);
+  Nexus me = nexus;
+  nexus = other;
+  expect_sense(run({0x00, 0, 0, 0, 0, 0}), 0x6, 0x2900);  // its POWER ON
+  device->lun_reset(me);
+  expect_sense(run({0x00, 0, 0, 0, 0, 0}), 0x6, 0x2903);
   EXPECT_EQ(run({0x00, 0, 0, 0, 0, 0}).status, Status::good);
+  nexus = me;
+  EXPECT_EQ(run({0x00, 0, 0, 0, 0, 0}).status, Status::good);
+}
+
+TEST_F(DeviceTest, SoftwareWriteProtectThroughModeSelect) {
+  open();
+  ASSERT_EQ(run({0x1A, 0x08, 0x0A, 0, 0xFF, 0}).status, Status::good);  // control page
+  std::vector<std::byte> params(data_in);
+  params[0] = std::byte{0};
+  params[4 + 4] |= std::byte{0x08};  // SWP
+  std::vector<uint8_t> select = {0x15, 0x10, 0, 0, static_cast<uint8_t>(params.size()), 0};
+  ASSERT_EQ(run(select, params).status, Status::good);
+  auto data = test::pattern(512, 1);
+  expect_sense(run(cdb16(0x8A, 0, 1), data), 0x7, 0x2702);
+  // A non-changeable bit (QAM) is an invalid field in the parameter list.
+  params[4 + 3] = std::byte{0};
+  expect_sense(run(select, params), 0x5, 0x2600);
+  device->lun_reset(nexus);
+  EXPECT_EQ(run(cdb16(0x8A, 0, 1), data).status, Status::good);
 }
 
 }  // namespace
