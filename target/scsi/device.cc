@@ -825,12 +825,17 @@ Task<Response> Device::Impl::sanitize(const Request& r) {
   }
   // Block and crypto erase unmap everything: a thin volume's unmapped blocks read as zeroes
   // and their chunks are dropped from the store once unreferenced.
+  // Cleared however the command ends, a transport destroying its frame included, so a
+  // lost session never leaves the unit NOT READY.
   sanitizing_ = true;
+  struct Clear {
+    bool& flag;
+    ~Clear() { flag = false; }
+  } clear{sanitizing_};
   auto res = co_await fill(0, blocks(), block, sa != op::kSaOverwrite, false);
   if (res) {
     res = co_await volume_.flush();
   }
-  sanitizing_ = false;
   if (!res) {
     co_return volume_error(res.error(), true);
   }
