@@ -126,7 +126,9 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
   if (!journal) {
     co_return journal.error();
   }
-  options.capacity_bytes = std::max(options.capacity_bytes, dir_options.data_capacity_bytes);
+  // A data file that grew in an earlier run keeps its size: chunks live up to its end.
+  options.capacity_bytes =
+      std::max({options.capacity_bytes, dir_options.data_capacity_bytes, (*data)->size_bytes()});
   auto store = co_await open(**data, std::move(*journal), hasher, std::move(options));
   if (!store) {
     co_return store.error();
