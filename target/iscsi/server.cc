@@ -42,8 +42,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
  public:
   Impl(io::ReactorPool& reactors, blockmap::VolumeManager& volumes, io::MetaStore& meta,
        ServerOptions options)
-      : reactors_(reactors),
-        volumes_(volumes),
+      : volumes_(volumes),
         meta_(meta),
         options_(std::move(options)),
         directory_(volumes),
@@ -73,7 +72,6 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   uint64_t add_live(asio::any_io_executor executor, SocketStream* stream, std::string key);
   void remove_live(uint64_t id);
 
-  io::ReactorPool& reactors_;
   blockmap::VolumeManager& volumes_;
   io::MetaStore& meta_;
   ServerOptions options_;
