@@ -122,6 +122,8 @@ void Config::set(std::string_view key, std::string_view raw) {
     journal_bytes = parse_size(value);
   } else if (key == "store.volume_journal_bytes") {
     volume_journal_bytes = parse_size(value);
+  } else if (key == "store.data_path") {
+    data_path = value;
   } else if (key == "store.data_initial_bytes") {
     data_initial_bytes = parse_size(value);
   } else if (key == "store.data_grow_bytes") {

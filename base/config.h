@@ -41,7 +41,7 @@ struct Config {
   uint16_t iscsi_port = 3260;
   std::string iscsi_portal;  // advertised in SendTargets; empty: the address the client reached
   std::string iscsi_iqn_prefix = "iqn.2026-11.io.cairn";  // target name = prefix + ":" + volume
-  unsigned iscsi_queue_depth = 128;  // commands in flight per session (MaxCmdSN window)
+  unsigned iscsi_queue_depth = 128;    // commands in flight per session (MaxCmdSN window)
   unsigned iscsi_nop_interval_s = 30;  // NOP-In keepalive after this much idle; 0: never
 
   // [admin]
@@ -57,9 +57,10 @@ struct Config {
   unsigned disk_queue_depth = 256;
   uint64_t journal_bytes = 256ull << 20;        // chunk index journal (~82 bytes a chunk)
   uint64_t volume_journal_bytes = 16ull << 20;  // each volume's map journal
-  uint64_t data_initial_bytes = 256ull << 20;   // chunk data file size at creation
-  uint64_t data_grow_bytes = 256ull << 20;      // growth step when the data file is full
-  uint64_t data_max_bytes = 0;                  // 0: limited only by the file system
+  std::string data_path;  // chunk data file or raw block device; empty: <data_dir>/chunks.data
+  uint64_t data_initial_bytes = 256ull << 20;  // chunk data file size at creation
+  uint64_t data_grow_bytes = 256ull << 20;     // growth step when the data file is full
+  uint64_t data_max_bytes = 0;                 // 0: limited only by the file system
   bool allow_buffered_io = false;     // fall back to buffered I/O where O_DIRECT is refused
   std::string address_hash = "xxh3";  // or "blake2b"
 

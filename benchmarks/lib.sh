@@ -131,7 +131,8 @@ bench_start_cairnd() {
   uri[$name]="nbd://127.0.0.1:$port/$volume"
   bench_start "$name" "$bin" --set "node.data_dir=${datadir[$name]}" \
     --set nbd.address=127.0.0.1 --set "nbd.port=$port" --set admin.address=127.0.0.1 \
-    --set "admin.port=${admin_port[$name]}" "$@" --demo-volume "$volume:$size_bytes"
+    --set "admin.port=${admin_port[$name]}" --set "iscsi.port=$(bench_free_port)" "$@" \
+    --demo-volume "$volume:$size_bytes"
 }
 
 # bench_nbd_uri NAME VOLUME: the URI of another export of server NAME.

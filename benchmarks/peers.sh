@@ -251,6 +251,11 @@ with open(os.path.join(sys.argv[1], "meta.json"), "w") as f:
 PY
 
 report="$(python3 "$here/fio_json.py" peers "$results")"
+# The iSCSI rows, same run: cairnd's iSCSI target against tgt (benchmarks/iscsi-perf.sh).
+if want cairnd && command -v iscsi-perf >/dev/null && command -v tgtd >/dev/null; then
+  report+=$'\n'"$("$here/iscsi-perf.sh" --section --cairnd "$cairnd_bin" --runs "$runs" \
+    --size "$size" --workdir "$workdir/iscsi" || echo "(benchmarks/iscsi-perf.sh failed)")"
+fi
 printf '%s\n' "$report"
 if [[ -n "$out_file" ]]; then
   printf '%s\n' "$report" >"$out_file"

@@ -25,6 +25,11 @@ std::error_code store_error(std::error_code ec) {
   return make_error_code(errc::io_error);
 }
 
+// Result<bool> cannot be built from a bare error_code (which converts to bool).
+Result<bool> bool_error(std::error_code ec) noexcept {
+  return Result<bool>(boost::system::in_place_error, ec);
+}
+
 }  // namespace
 
 std::string Volume::root_key(std::string_view name) {
@@ -176,17 +181,8 @@ Task<Result<void>> Volume::read_chunks(uint64_t first_index, std::span<std::byte
   co_return fan.result;
 }
 
-Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out) {
-  if (auto r = check_range(offset_bytes, out.size()); !r) {
-    co_return r;
-  }
-  if (out.empty()) {
-    co_return Result<void>{};
-  }
-  auto guard = co_await lock_range(offset_bytes, out.size(), RangeLock::Mode::shared);
-  if (!guard) {
-    co_return guard.error();
-  }
+// Holds a lock on the range.
+Task<Result<void>> Volume::read_locked(uint64_t offset_bytes, std::span<std::byte> out) {
   const uint64_t cs = config_.chunk_size_bytes;
   std::vector<std::byte> bounce;
   for (uint64_t done = 0; done < out.size();) {
@@ -206,6 +202,23 @@ Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out)
       std::memcpy(out.data() + done, bounce.data() + within, n);
     }
     done += n;
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<void>> Volume::read(uint64_t offset_bytes, std::span<std::byte> out) {
+  if (auto r = check_range(offset_bytes, out.size()); !r) {
+    co_return r;
+  }
+  if (out.empty()) {
+    co_return Result<void>{};
+  }
+  auto guard = co_await lock_range(offset_bytes, out.size(), RangeLock::Mode::shared);
+  if (!guard) {
+    co_return guard.error();
+  }
+  if (auto r = co_await read_locked(offset_bytes, out); !r) {
+    co_return r;
   }
   stats_.reads++;
   stats_.read_bytes += out.size();
@@ -378,6 +391,148 @@ Task<Result<void>> Volume::write_zeroes(uint64_t offset_bytes, uint64_t length_b
     }
   }
   stats_.zeroes++;
+  co_return co_await after_write(flags);
+}
+
+Task<Result<bool>> Volume::compare_and_write(uint64_t offset_bytes,
+                                             std::span<const std::byte> compare,
+                                             std::span<const std::byte> data,
+                                             uint64_t* miscompare_offset, WriteFlags flags) {
+  CAIRN_ASSERT(compare.size() == data.size());
+  if (auto r = check_write(offset_bytes, data.size()); !r) {
+    co_return bool_error(r.error());
+  }
+  if (data.empty()) {
+    co_return true;
+  }
+  auto guard = co_await lock_range(offset_bytes, data.size(), RangeLock::Mode::exclusive);
+  if (!guard) {
+    co_return bool_error(guard.error());
+  }
+  std::vector<std::byte> current(data.size());
+  if (auto r = co_await read_locked(offset_bytes, current); !r) {
+    co_return bool_error(r.error());
+  }
+  auto at = std::mismatch(current.begin(), current.end(), compare.begin()).first;
+  if (at != current.end()) {
+    stats_.miscompares++;
+    if (miscompare_offset != nullptr) {
+      *miscompare_offset = static_cast<uint64_t>(at - current.begin());
+    }
+    co_return false;
+  }
+  if (auto r = co_await write_locked(offset_bytes, data); !r) {
+    co_return bool_error(r.error());
+  }
+  guard->reset();
+  stats_.compare_and_writes++;
+  stats_.writes++;
+  stats_.write_bytes += data.size();
+  if (auto r = co_await after_write(flags); !r) {
+    co_return bool_error(r.error());
+  }
+  co_return true;
+}
+
+// Holds the lock. Copies one piece: either whole chunks by reference (both offsets chunk
+// aligned, the length a multiple of the chunk size) or bytes through `bounce`.
+Task<Result<void>> Volume::copy_piece(uint64_t src_offset_bytes, uint64_t dst_offset_bytes,
+                                      uint64_t length_bytes, bool by_reference,
+                                      std::vector<std::byte>& bounce) {
+  const uint64_t cs = config_.chunk_size_bytes;
+  if (!by_reference) {
+    bounce.resize(length_bytes);
+    if (auto r = co_await read_locked(src_offset_bytes, bounce); !r) {
+      co_return r;
+    }
+    co_return co_await write_locked(dst_offset_bytes, bounce);
+  }
+  CAIRN_ASSERT(src_offset_bytes % cs == 0 && dst_offset_bytes % cs == 0 && length_bytes % cs == 0);
+  std::vector<io::ChunkId> ids(length_bytes / cs);
+  std::vector<io::ChunkId> to_ref;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto id = co_await map_->get(src_offset_bytes / cs + i);
+    if (!id) {
+      co_return id.error();
+    }
+    ids[i] = *id;
+    if (!id->is_null()) {
+      to_ref.push_back(*id);
+    }
+  }
+  // The new references are taken before the map points at them (the map owns one per id).
+  if (!to_ref.empty()) {
+    if (auto r = co_await store_.ref(to_ref); !r) {
+      co_return store_error(r.error());
+    }
+  }
+  stats_.copied_by_reference_bytes += length_bytes;
+  co_return co_await map_chunks(dst_offset_bytes / cs, ids);
+}
+
+Task<Result<void>> Volume::copy_range(uint64_t src_offset_bytes, uint64_t dst_offset_bytes,
+                                      uint64_t length_bytes, WriteFlags flags) {
+  if (auto r = check_range(src_offset_bytes, length_bytes); !r) {
+    co_return r;
+  }
+  if (auto r = check_write(dst_offset_bytes, length_bytes); !r) {
+    co_return r;
+  }
+  if (length_bytes == 0) {
+    co_return Result<void>{};
+  }
+  // One exclusive lock over both ranges: two copies in opposite directions can then never wait
+  // for each other, and copies are rare enough that blocking the span between is acceptable.
+  const uint64_t first = std::min(src_offset_bytes, dst_offset_bytes);
+  const uint64_t end = std::max(src_offset_bytes, dst_offset_bytes) + length_bytes;
+  auto guard = co_await lock_range(first, end - first, RangeLock::Mode::exclusive);
+  if (!guard) {
+    co_return guard.error();
+  }
+  if (auto r = check_range(src_offset_bytes, length_bytes); !r) {
+    co_return r;
+  }
+
+  // Split into pieces: a head and a tail through the bounce buffer and whole chunks by
+  // reference when both sides share their offset within a chunk, else bounded byte pieces.
+  struct Piece {
+    uint64_t at = 0;  // offset within the copy
+    uint64_t length = 0;
+    bool by_reference = false;
+  };
+  const uint64_t cs = config_.chunk_size_bytes;
+  std::vector<Piece> pieces;
+  if (src_offset_bytes % cs == dst_offset_bytes % cs) {
+    uint64_t head = std::min(length_bytes, (cs - src_offset_bytes % cs) % cs);
+    uint64_t whole = (length_bytes - head) / cs * cs;
+    if (head > 0) {
+      pieces.push_back({0, head, false});
+    }
+    for (uint64_t at = head; at < head + whole; at += kChunksPerBatch * cs) {
+      pieces.push_back({at, std::min(kChunksPerBatch * cs, head + whole - at), true});
+    }
+    if (head + whole < length_bytes) {
+      pieces.push_back({head + whole, length_bytes - head - whole, false});
+    }
+  } else {
+    for (uint64_t at = 0; at < length_bytes; at += kChunksPerBatch * cs) {
+      pieces.push_back({at, std::min(kChunksPerBatch * cs, length_bytes - at), false});
+    }
+  }
+  // Copying backwards when the destination overlaps the source's tail gives memmove's result.
+  if (dst_offset_bytes > src_offset_bytes) {
+    std::reverse(pieces.begin(), pieces.end());
+  }
+  std::vector<std::byte> bounce;
+  for (const Piece& p : pieces) {
+    if (auto r = co_await copy_piece(src_offset_bytes + p.at, dst_offset_bytes + p.at, p.length,
+                                     p.by_reference, bounce);
+        !r) {
+      co_return r;
+    }
+  }
+  guard->reset();
+  stats_.copies++;
   co_return co_await after_write(flags);
 }
 

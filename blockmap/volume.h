@@ -58,6 +58,8 @@ struct VolumeStats {
   uint64_t map_cache_hits = 0, map_cache_misses = 0, map_page_writes = 0;
   uint64_t map_checkpoints = 0;
   uint64_t reads = 0, writes = 0, flushes = 0, trims = 0, zeroes = 0;
+  uint64_t compare_and_writes = 0, miscompares = 0, copies = 0;
+  uint64_t copied_by_reference_bytes = 0;  // copy_range bytes that moved no data
   uint64_t read_bytes = 0, write_bytes = 0;
 };
 
@@ -121,6 +123,22 @@ class Volume {
   // Makes the range read as zeroes. Whole chunks become holes (which free space).
   Task<Result<void>> write_zeroes(uint64_t offset_bytes, uint64_t length_bytes,
                                   WriteFlags flags = {});
+  // Atomically against every other request (under one exclusive range lock): reads
+  // [offset, offset + compare.size()) and, if it equals `compare`, writes `data` (the same
+  // length) there. Returns false on a mismatch, with *miscompare_offset (if not null) set to
+  // the offset of the first differing byte relative to offset_bytes; nothing is written then.
+  // SCSI COMPARE AND WRITE (VMware ATS) and ORWRITE's read-modify-write run on it.
+  Task<Result<bool>> compare_and_write(uint64_t offset_bytes, std::span<const std::byte> compare,
+                                       std::span<const std::byte> data, uint64_t* miscompare_offset,
+                                       WriteFlags flags = {});
+  // Copies [src, src + length) to [dst, dst + length) within this volume, as if through a
+  // buffer (overlapping ranges give memmove's result). When source and destination have the
+  // same offset within a chunk, whole chunks are copied by reference: the map points at the
+  // same chunk ids and the store's ref() counts them, so no data is read or stored. Partial
+  // chunks at the edges, and every chunk of a misaligned copy, are read and written. Holds one
+  // exclusive lock over both ranges (and what lies between) for the whole copy.
+  Task<Result<void>> copy_range(uint64_t src_offset_bytes, uint64_t dst_offset_bytes,
+                                uint64_t length_bytes, WriteFlags flags = {});
   Task<Result<void>> flush();
   // Loads the range into the read cache (NBD_CMD_CACHE, SCSI PRE-FETCH).
   Task<Result<void>> cache(uint64_t offset_bytes, uint64_t length_bytes);
@@ -146,6 +164,10 @@ class Volume {
                                             RangeLock::Mode mode);
   Task<Result<void>> read_chunk(uint64_t index, std::span<std::byte> out);
   Task<Result<void>> read_chunks(uint64_t first_index, std::span<std::byte> out);
+  Task<Result<void>> read_locked(uint64_t offset_bytes, std::span<std::byte> out);
+  Task<Result<void>> copy_piece(uint64_t src_offset_bytes, uint64_t dst_offset_bytes,
+                                uint64_t length_bytes, bool by_reference,
+                                std::vector<std::byte>& bounce);
   Task<Result<void>> map_chunks(uint64_t first_index, std::span<const io::ChunkId> ids);
   Task<Result<void>> store_chunks(uint64_t first_index,
                                   std::span<const std::span<const std::byte>> chunks);

@@ -51,7 +51,10 @@ Task<Result<void>> VolumeManager::open_on_owner(VolumeConfig config, int64_t rev
   }
   std::lock_guard lock(mutex_);
   Slot& slot = volumes_[config.name];
+  // The size in the map's root wins over the record's (a resize may have crashed half-way).
+  config.size_bytes = (*opened)->size_bytes();
   slot.volume = std::move(*opened);
+  slot.record = std::move(config);
   slot.revision = revision;
   co_return Result<void>{};
 }
@@ -91,6 +94,7 @@ Task<Result<void>> VolumeManager::create(VolumeConfig config) {
 
 Task<Result<void>> VolumeManager::remove(std::string name) {
   std::unique_ptr<Volume> doomed;
+  VolumeConfig record;
   int64_t revision = 0;
   {
     std::lock_guard lock(mutex_);
@@ -102,6 +106,7 @@ Task<Result<void>> VolumeManager::remove(std::string name) {
       co_return make_error_code(errc::busy);
     }
     revision = it->second.revision;
+    record = it->second.record;
     doomed = std::move(it->second.volume);
     volumes_.erase(it);
   }
@@ -110,7 +115,7 @@ Task<Result<void>> VolumeManager::remove(std::string name) {
   auto erased = co_await meta_.erase_if(key_of(name), revision);
   if (!erased) {
     std::lock_guard lock(mutex_);
-    volumes_[name] = Slot{std::move(doomed), revision, 0};
+    volumes_[name] = Slot{std::move(doomed), std::move(record), revision, 0};
     co_return erased.error();
   }
   Volume* v = doomed.get();
@@ -127,13 +132,15 @@ Task<Result<void>> VolumeManager::resize(std::string name, uint64_t new_size_byt
   if (v == nullptr) {
     co_return make_error_code(errc::not_found);
   }
-  VolumeConfig next = v->config();
-  next.size_bytes = new_size_bytes;
+  VolumeConfig next;
   int64_t revision = 0;
   {
     std::lock_guard lock(mutex_);
-    revision = volumes_.find(name)->second.revision;
+    const Slot& slot = volumes_.find(name)->second;
+    next = slot.record;
+    revision = slot.revision;
   }
+  next.size_bytes = new_size_bytes;
   auto resized =
       co_await asio::co_spawn(v->executor(), v->resize(new_size_bytes), asio::use_awaitable);
   if (!resized) {
@@ -143,13 +150,55 @@ Task<Result<void>> VolumeManager::resize(std::string name, uint64_t new_size_byt
   auto rev = co_await meta_.put_if(key_of(name), to_json(next), revision);
   if (rev) {
     std::lock_guard lock(mutex_);
-    volumes_.find(name)->second.revision = *rev;
+    Slot& slot = volumes_.find(name)->second;
+    slot.revision = *rev;
+    slot.record = std::move(next);
   }
   release(v);
   if (!rev) {
     co_return rev.error();
   }
   co_return Result<void>{};
+}
+
+Task<Result<void>> VolumeManager::set_access(std::string name, VolumeAccess access) {
+  if (!describe_invalid(access).empty()) {
+    co_return make_error_code(errc::invalid_argument);
+  }
+  Volume* v = acquire(name);
+  if (v == nullptr) {
+    co_return make_error_code(errc::not_found);
+  }
+  VolumeConfig next;
+  int64_t revision = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const Slot& slot = volumes_.find(name)->second;
+    next = slot.record;
+    revision = slot.revision;
+  }
+  next.access = std::move(access);
+  auto rev = co_await meta_.put_if(key_of(name), to_json(next), revision);
+  if (rev) {
+    std::lock_guard lock(mutex_);
+    Slot& slot = volumes_.find(name)->second;
+    slot.revision = *rev;
+    slot.record = std::move(next);
+  }
+  release(v);
+  if (!rev) {
+    co_return rev.error();
+  }
+  co_return Result<void>{};
+}
+
+std::optional<VolumeConfig> VolumeManager::config(std::string_view name) const {
+  std::lock_guard lock(mutex_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end() || !it->second.volume) {
+    return std::nullopt;
+  }
+  return it->second.record;
 }
 
 Volume* VolumeManager::acquire(std::string_view name) {
@@ -175,7 +224,7 @@ std::vector<VolumeConfig> VolumeManager::list() const {
   std::vector<VolumeConfig> out;
   for (const auto& [name, slot] : volumes_) {
     if (slot.volume) {
-      out.push_back(slot.volume->config());
+      out.push_back(slot.record);
     }
   }
   return out;

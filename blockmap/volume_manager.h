@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ class VolumeManager {
   // Deletes the volume's record, then its map root and journal, then drops its chunks.
   Task<Result<void>> remove(std::string name);
   Task<Result<void>> resize(std::string name, uint64_t new_size_bytes);
+  // Replaces the volume's access rules (durably, in its record). Front ends read them at
+  // each login, so a change applies to the next session, not to the ones logged in.
+  Task<Result<void>> set_access(std::string name, VolumeAccess access);
 
   // The volume, or nullptr. Pair acquire() with release(); the volume cannot be removed
   // between them.
@@ -43,12 +47,15 @@ class VolumeManager {
   void release(Volume* volume) noexcept;
 
   [[nodiscard]] std::vector<VolumeConfig> list() const;
+  // A copy of the volume's configuration, including its access rules; nullopt if none.
+  [[nodiscard]] std::optional<VolumeConfig> config(std::string_view name) const;
   [[nodiscard]] unsigned reactor_for(std::string_view name) const noexcept;
   [[nodiscard]] io::ReactorPool& reactors() noexcept { return reactors_; }
 
  private:
   struct Slot {
     std::unique_ptr<Volume> volume;
+    VolumeConfig record;  // as stored under "volume/<name>"; guarded by mutex_
     int64_t revision = 0;
     unsigned users = 0;
   };

@@ -14,6 +14,8 @@ namespace cairn::io {
 namespace {
 
 constexpr uint64_t kBlock = BlockFile::kAlignment;
+// A raw device smaller than this cannot hold a useful store.
+constexpr uint64_t kMinDeviceBytes = 1u << 20;
 constexpr std::size_t kCheckpointRecordBytes = 64 * 1024;
 
 // Journal operations (docs/on-disk-format.md, "Index journal").
@@ -101,9 +103,22 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
   UringBlockFile::Options file_options;
   file_options.initial_size_bytes = dir_options.data_capacity_bytes;
   file_options.allow_buffered = dir_options.allow_buffered;
-  auto data = UringBlockFile::open(dir + "/chunks.data", file_options, dir_options.ring);
+  std::string data_path =
+      dir_options.data_path.empty() ? dir + "/chunks.data" : dir_options.data_path;
+  auto data = UringBlockFile::open(data_path, file_options, dir_options.ring);
   if (!data) {
     co_return data.error();
+  }
+  if ((*data)->is_block_device()) {
+    // A device cannot grow: its size is the capacity, and nothing past it exists.
+    uint64_t device_bytes = (*data)->size_bytes();
+    if (device_bytes < kMinDeviceBytes) {
+      co_return make_error(errc::no_space);
+    }
+    dir_options.data_capacity_bytes = device_bytes;
+    options.capacity_bytes = device_bytes;
+    options.grow_step_bytes = 0;
+    options.max_capacity_bytes = device_bytes;
   }
   DirLogFactory logs(dir, {dir_options.journal_capacity_bytes, dir_options.allow_buffered},
                      dir_options.ring);
@@ -111,7 +126,9 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
   if (!journal) {
     co_return journal.error();
   }
-  options.capacity_bytes = std::max(options.capacity_bytes, dir_options.data_capacity_bytes);
+  // A data file that grew in an earlier run keeps its size: chunks live up to its end.
+  options.capacity_bytes =
+      std::max({options.capacity_bytes, dir_options.data_capacity_bytes, (*data)->size_bytes()});
   auto store = co_await open(**data, std::move(*journal), hasher, std::move(options));
   if (!store) {
     co_return store.error();

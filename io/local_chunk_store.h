@@ -81,7 +81,10 @@ class LocalChunkStore final : public ChunkStore {
                                                              Options options);
 
   // Opens (creating) `<dir>/chunks.data` and `<dir>/chunks-index.log` with O_DIRECT files.
+  // With data_path set, chunk data lives there instead: a file, or a raw block device whose
+  // whole size is the store's fixed capacity (it is never grown).
   struct DirOptions {
+    std::string data_path;  // empty: <dir>/chunks.data
     uint64_t data_capacity_bytes = 1ull << 30;
     uint64_t journal_capacity_bytes = 256ull << 20;
     bool allow_buffered = false;

@@ -45,7 +45,63 @@ json::object config_json(const blockmap::VolumeConfig& c) {
       c.durability == blockmap::Durability::write_back ? "write-back" : "write-through";
   o["read_only"] = c.read_only;
   o["description"] = c.description;
+  // Secrets never leave the node through the API; only whether they are set.
+  json::object a;
+  json::array initiators;
+  for (const std::string& name : c.access.initiators) {
+    initiators.emplace_back(name);
+  }
+  a["initiators"] = std::move(initiators);
+  a["chap"] = c.access.requires_chap();
+  a["chap_user"] = c.access.chap_user;
+  a["mutual_chap"] = !c.access.mutual_user.empty();
+  a["mutual_user"] = c.access.mutual_user;
+  o["access"] = std::move(a);
   return o;
+}
+
+// Applies an access request to `a`: fields present replace, fields absent stay, and
+// "clear": true first removes every rule. Returns an error sentence or "".
+std::string apply_access(blockmap::VolumeAccess& a, const json::object& fields) {
+  if (const json::value* clear = fields.if_contains("clear")) {
+    if (!clear->is_bool()) {
+      return "\"clear\" must be true or false";
+    }
+    if (clear->get_bool()) {
+      a = {};
+    }
+  }
+  for (const auto& [key, v] : fields) {
+    if (key == "clear") {
+      continue;
+    }
+    if (key == "initiators") {
+      if (!v.is_array()) {
+        return "\"initiators\" must be an array of initiator names";
+      }
+      a.initiators.clear();
+      for (const json::value& name : v.get_array()) {
+        if (!name.is_string()) {
+          return "\"initiators\" must be an array of initiator names";
+        }
+        a.initiators.emplace_back(name.get_string());
+      }
+      continue;
+    }
+    std::string* field = key == "chap_user"       ? &a.chap_user
+                         : key == "chap_secret"   ? &a.chap_secret
+                         : key == "mutual_user"   ? &a.mutual_user
+                         : key == "mutual_secret" ? &a.mutual_secret
+                                                  : nullptr;
+    if (field == nullptr) {
+      return "unknown field \"" + std::string(key) + "\"";
+    }
+    if (!v.is_string()) {
+      return "\"" + std::string(key) + "\" must be a string";
+    }
+    *field = std::string(v.get_string());
+  }
+  return blockmap::describe_invalid(a);
 }
 
 double dedup_ratio(const io::ChunkStoreStats& s) {
@@ -279,6 +335,19 @@ Task<AdminResponse> AdminApi::volume_route(std::string_view method, std::string_
     co_return error(405, "method " + std::string(method) + " is not allowed on a volume; " +
                              "use GET or DELETE");
   }
+  if (action == "access") {
+    if (method == "GET") {
+      auto config = volumes_.config(name);
+      if (!config) {
+        co_return error(404, "no volume named '" + name + "'");
+      }
+      co_return json_answer(200, config_json(*config).at("access"));
+    }
+    if (method != "POST") {
+      co_return error(405, "access takes GET or POST, not " + std::string(method));
+    }
+    co_return co_await set_access(std::move(name), body);
+  }
   if (action == "resize") {
     if (method != "POST") {
       co_return error(405, "resize takes POST, not " + std::string(method));
@@ -383,6 +452,32 @@ Task<AdminResponse> AdminApi::resize_volume(std::string name, std::string_view b
   }
   CAIRN_LOG(info, "admin", "resized volume '{}' to {} bytes", name, *size);
   co_return json_answer(200, config_json(*next));
+}
+
+Task<AdminResponse> AdminApi::set_access(std::string name, std::string_view body) {
+  std::string sentence;
+  auto fields = body_object(body, sentence);
+  if (!fields) {
+    co_return error(400, sentence);
+  }
+  auto config = volumes_.config(name);
+  if (!config) {
+    co_return error(404, "no volume named '" + name + "'");
+  }
+  blockmap::VolumeAccess next = config->access;
+  if (std::string bad = apply_access(next, *fields); !bad.empty()) {
+    co_return error(400, bad);
+  }
+  auto set = co_await volumes_.set_access(name, next);
+  if (!set) {
+    co_return error(status_for(set.error()),
+                    "cannot set the access rules of '" + name + "': " + set.error().message());
+  }
+  CAIRN_LOG(info, "admin", "volume '{}': access rules now {} initiator(s), CHAP {}, mutual CHAP {}",
+            name, next.initiators.size(), next.requires_chap() ? "on" : "off",
+            next.mutual_user.empty() ? "off" : "on");
+  config->access = std::move(next);
+  co_return json_answer(200, config_json(*config).at("access"));
 }
 
 Task<AdminResponse> AdminApi::delete_volume(std::string name) {

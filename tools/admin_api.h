@@ -7,6 +7,10 @@
 //                                      "durability", "read_only", "description"}
 //   GET    /v1/volumes/NAME            configuration, statistics and store space
 //   POST   /v1/volumes/NAME/resize     {"size": bytes or "10G"}
+//   GET    /v1/volumes/NAME/access     iSCSI access rules (secrets are never returned)
+//   POST   /v1/volumes/NAME/access     {"initiators": [IQN...], "chap_user", "chap_secret",
+//                                      "mutual_user", "mutual_secret", "clear": bool}; fields
+//                                      given replace, others stay; "clear" drops all first
 //   DELETE /v1/volumes/NAME
 //   GET    /v1/stats                   the chunk store's statistics
 //   GET    /metrics                    Prometheus text exposition
@@ -53,6 +57,7 @@ class AdminApi {
   Task<AdminResponse> create_volume(std::string_view body);
   Task<AdminResponse> volume_info(std::string name);
   Task<AdminResponse> resize_volume(std::string name, std::string_view body);
+  Task<AdminResponse> set_access(std::string name, std::string_view body);
   Task<AdminResponse> delete_volume(std::string name);
   AdminResponse list_volumes() const;
   AdminResponse store_stats() const;

@@ -14,6 +14,7 @@
 #include "io/local_chunk_store.h"
 #include "io/local_meta_store.h"
 #include "io/reactor.h"
+#include "target/iscsi/server.h"
 #include "target/nbd/server.h"
 #include "tools/admin_server.h"
 
@@ -71,12 +72,14 @@ struct NodeParts {
   std::unique_ptr<io::DirLogFactory> volume_logs;
   std::unique_ptr<blockmap::VolumeManager> volumes;
   std::unique_ptr<target::nbd::Server> nbd;
+  std::unique_ptr<target::iscsi::Server> iscsi;
   std::unique_ptr<AdminServer> admin;
 };
 
 // Opens the durable stores under config.data_dir on reactor 0:
 //   meta.log            the metadata store (volume configs, map roots)
-//   chunks.data         chunk data (O_DIRECT), chunks-index.log its index journal
+//   chunks.data         chunk data (O_DIRECT; or store.data_path, which may be a raw
+//                       block device), chunks-index.log its index journal
 //   volumes/<name>.log  each volume's map journal
 Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hasher,
                                io::Reactor& reactor, NodeParts& parts) {
@@ -104,6 +107,7 @@ Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hash
   store_options.max_capacity_bytes = config.data_max_bytes;
   store_options.cache_bytes = config.read_cache_bytes;
   io::LocalChunkStore::DirOptions dir_options;
+  dir_options.data_path = config.data_path;
   dir_options.data_capacity_bytes = config.data_initial_bytes;
   dir_options.journal_capacity_bytes = config.journal_bytes;
   dir_options.allow_buffered = config.allow_buffered_io;
@@ -152,6 +156,27 @@ Task<bool> start_node(const Config& config, const NodeOptions& options,
               nbd_options.port, err.what());
     co_return false;
   }
+  std::string iscsi_listen = "off";
+  if (config.iscsi_enabled) {
+    target::iscsi::ServerOptions iscsi_options;
+    iscsi_options.address = config.iscsi_address;
+    iscsi_options.port = config.iscsi_port;
+    iscsi_options.target.iqn_prefix = config.iscsi_iqn_prefix;
+    iscsi_options.target.portal = config.iscsi_portal;
+    iscsi_options.target.queue_depth = config.iscsi_queue_depth;
+    iscsi_options.session.queue_depth = config.iscsi_queue_depth;
+    iscsi_options.session.nop_interval = std::chrono::seconds(config.iscsi_nop_interval_s);
+    parts.iscsi = std::make_unique<target::iscsi::Server>(reactors, *parts.volumes, *parts.meta,
+                                                          iscsi_options);
+    try {
+      parts.iscsi->start();
+    } catch (const std::system_error& err) {
+      CAIRN_LOG(error, "node", "cannot listen for iSCSI on {}:{}: {}", iscsi_options.address,
+                iscsi_options.port, err.what());
+      co_return false;
+    }
+    iscsi_listen = iscsi_options.address + ":" + std::to_string(iscsi_options.port);
+  }
   AdminOptions admin_options;
   admin_options.address = config.admin_address;
   admin_options.port = config.admin_port;
@@ -164,9 +189,9 @@ Task<bool> start_node(const Config& config, const NodeOptions& options,
               admin_options.port, err.what());
     co_return false;
   }
-  CAIRN_LOG(info, "node", "serving {} volume(s) from {}; NBD on {}:{}, admin on {}:{}",
+  CAIRN_LOG(info, "node", "serving {} volume(s) from {}; NBD on {}:{}, iSCSI on {}, admin on {}:{}",
             parts.volumes->list().size(), config.data_dir, nbd_options.address, nbd_options.port,
-            admin_options.address, admin_options.port);
+            iscsi_listen, admin_options.address, admin_options.port);
   co_return true;
 }
 
@@ -212,6 +237,9 @@ int run_node(const Config& config, const NodeOptions& options) {
       if (parts.nbd) {
         parts.nbd->stop();
       }
+      if (parts.iscsi) {
+        parts.iscsi->stop();
+      }
       if (parts.admin) {
         parts.admin->stop();
       }
@@ -244,6 +272,7 @@ int run_node(const Config& config, const NodeOptions& options) {
     // Suspended connection coroutines refer to the volumes and servers: end them first.
     reactors.shutdown();
     parts.admin.reset();
+    parts.iscsi.reset();
     parts.nbd.reset();
     parts.volumes.reset();
     return started ? 0 : 1;

@@ -44,10 +44,10 @@ enum class Status : uint8_t {
 
 // One I_T nexus, as SPC-5 names it for iSCSI (RFC 7143 section 4.4.2).
 struct Nexus {
-  uint64_t id = 0;                // unique per session within this process
-  std::string initiator_name;     // "iqn.1994-05.com.redhat:host"
-  std::string initiator_port;     // initiator_name + ",i,0x" + 12 hex digits of the ISID
-  std::string target_port;        // target name + ",t,0x" + 4 hex digits of the TPGT
+  uint64_t id = 0;             // unique per session within this process
+  std::string initiator_name;  // "iqn.1994-05.com.redhat:host"
+  std::string initiator_port;  // initiator_name + ",i,0x" + 12 hex digits of the ISID
+  std::string target_port;     // target name + ",t,0x" + 4 hex digits of the TPGT
   uint16_t relative_target_port = 1;
 };
 
@@ -73,10 +73,12 @@ struct Response {
 };
 
 struct DeviceOptions {
-  std::string vendor = "CAIRN";             // INQUIRY T10 vendor id, up to 8 characters
-  std::string product = "cairn volume";     // up to 16 characters
-  std::string revision = "0001";            // up to 4 characters
-  uint32_t max_transfer_bytes = 8u << 20;   // Block Limits VPD MAXIMUM TRANSFER LENGTH
+  std::string vendor = "CAIRN";          // INQUIRY T10 vendor id, up to 8 characters
+  std::string product = "cairn volume";  // up to 16 characters
+  std::string revision = "0001";         // up to 4 characters
+  // Block Limits VPD MAXIMUM TRANSFER LENGTH: longer READ/WRITE/VERIFY commands are INVALID
+  // FIELD IN CDB. libiscsi's suite writes 65536 blocks of 512 bytes in one command.
+  uint32_t max_transfer_bytes = 32u << 20;
 };
 
 class Device {

@@ -46,6 +46,8 @@ enum class Asc : uint16_t {
   unsupported_segment_descriptor_type = 0x2609,
   unsupported_target_descriptor_type = 0x260A,
   write_protected = 0x2700,
+  software_write_protected = 0x2702,
+  space_allocation_failed_write_protect = 0x2707,
   power_on_reset = 0x2900,
   bus_device_reset = 0x2903,  // BUS DEVICE RESET FUNCTION OCCURRED (a LUN reset)
   parameters_changed = 0x2A00,

@@ -105,5 +105,49 @@ TEST_F(VolumeManagerTest, ResizeIsRecordedAndDurable) {
   EXPECT_EQ(list[0].size_bytes, 4u << 20);
 }
 
+TEST_F(VolumeManagerTest, AccessRulesAreValidatedRecordedAndDurable) {
+  VolumeAccess rules;
+  rules.initiators = {"iqn.2026-11.org.example:host1"};
+  rules.chap_user = "alice";
+  rules.chap_secret = "twelve-bytes!";
+  rules.mutual_user = "target";
+  rules.mutual_secret = "another secret";
+  {
+    VolumeManager volumes(reactors, store, meta, &logs, 1 << 20);
+    ASSERT_TRUE(run(volumes.create(config("acl"))));
+    EXPECT_EQ(volumes.config("acl")->access, VolumeAccess{});
+    ASSERT_TRUE(run(volumes.set_access("acl", rules)));
+    EXPECT_EQ(volumes.config("acl")->access, rules);
+    // A resize keeps the rules in the record.
+    ASSERT_TRUE(run(volumes.resize("acl", 2 << 20)));
+    EXPECT_EQ(volumes.config("acl")->access, rules);
+
+    VolumeAccess short_secret = rules;
+    short_secret.chap_secret = "short";
+    EXPECT_EQ(run(volumes.set_access("acl", short_secret)).error(), errc::invalid_argument);
+    VolumeAccess same_secret = rules;
+    same_secret.mutual_secret = rules.chap_secret;
+    EXPECT_EQ(run(volumes.set_access("acl", same_secret)).error(), errc::invalid_argument);
+    VolumeAccess mutual_only;
+    mutual_only.mutual_user = "target";
+    mutual_only.mutual_secret = "another secret";
+    EXPECT_EQ(run(volumes.set_access("acl", mutual_only)).error(), errc::invalid_argument);
+    VolumeAccess bad_name;
+    bad_name.initiators = {"host1"};
+    EXPECT_EQ(run(volumes.set_access("acl", bad_name)).error(), errc::invalid_argument);
+    EXPECT_EQ(run(volumes.set_access("nope", rules)).error(), errc::not_found);
+    EXPECT_EQ(volumes.config("nope"), std::nullopt);
+  }
+  VolumeManager again(reactors, store, meta, &logs, 1 << 20);
+  ASSERT_TRUE(run(again.load()));
+  auto reloaded = again.config("acl");
+  ASSERT_TRUE(reloaded);
+  EXPECT_EQ(reloaded->access, rules);
+  EXPECT_EQ(reloaded->size_bytes, 2u << 20);
+  EXPECT_TRUE(reloaded->access.allows("IQN.2026-11.org.example:HOST1"));
+  EXPECT_FALSE(reloaded->access.allows("iqn.2026-11.org.example:host2"));
+  EXPECT_TRUE(VolumeAccess{}.allows("iqn.anything"));
+}
+
 }  // namespace
 }  // namespace cairn::blockmap

@@ -63,7 +63,7 @@ class Node:
         self.proc = subprocess.Popen(
             [self.cairnd, "--set", f"node.data_dir={self.data_dir}",
              "--set", f"nbd.port={self.port}", "--set", "nbd.address=127.0.0.1",
-             "--set", f"admin.port={free_port()}",
+             "--set", f"admin.port={free_port()}", "--set", f"iscsi.port={free_port()}",
              "--demo-volume", f"{VOLUME}:{BLOCKS * BLOCK}"],
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 30

@@ -611,5 +611,50 @@ TEST(LocalChunkStore, RunsOnARealDirectIoFile) {
   EXPECT_EQ(::rmdir(dir.c_str()), 0);
 }
 
+// A data file grown past its initial size in one run is opened whole in the next, so the
+// chunks stored past the initial size are found (not "outside the data file").
+TEST(LocalChunkStore, ReopensADataFileThatGrewPastItsInitialSize) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 16);
+  char tmpl[] = "/tmp/cairn-store-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
+  LocalChunkStore::Options options;
+  options.owner = ctx.get_executor();
+  options.grow_step_bytes = 1u << 20;
+  LocalChunkStore::DirOptions dir_options;
+  dir_options.data_capacity_bytes = 1u << 20;
+  dir_options.journal_capacity_bytes = 1u << 20;
+  dir_options.ring = &ring;
+  std::vector<Bytes> chunks;
+  for (uint64_t i = 0; i < 1024; ++i) {  // 4 MiB: four times the initial size
+    chunks.push_back(test::pattern(4096, i));
+  }
+  std::vector<ChunkId> ids(chunks.size());
+  {
+    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+    ASSERT_TRUE(store) << store.error().message();
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      std::span<const std::byte> one[1] = {chunks[i]};
+      ASSERT_TRUE(test::run(ctx, (*store)->put(one, std::span(&ids[i], 1))));
+    }
+    ASSERT_TRUE(test::run(ctx, (*store)->flush()));
+    EXPECT_GT((*store)->stats().capacity_bytes, 4u << 20);
+  }
+  auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_GT((*store)->stats().capacity_bytes, 4u << 20);
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    Bytes out(4096);
+    ASSERT_TRUE(test::run(ctx, (*store)->get(ids[i], out))) << i;
+    EXPECT_EQ(out, chunks[i]);
+  }
+  store->reset();
+  ::unlink((dir + "/chunks.data").c_str());
+  ::unlink((dir + "/chunks-index.log").c_str());
+  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+}
+
 }  // namespace
 }  // namespace cairn::io

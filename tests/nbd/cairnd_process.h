@@ -76,6 +76,8 @@ class CairndProcess {
                                      "--set",
                                      "admin.port=" + std::to_string(free_port()),
                                      "--set",
+                                     "iscsi.port=" + std::to_string(free_port()),
+                                     "--set",
                                      "node.reactors=2",
                                      "--demo-volume",
                                      demo_volume};

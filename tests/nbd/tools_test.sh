@@ -26,7 +26,8 @@ free_port() {
 dir=$(mktemp -d /tmp/cairn-nbd-tools-XXXXXX)
 port=$(free_port)
 "$cairnd" --set node.data_dir="$dir/data" --set nbd.address=127.0.0.1 --set nbd.port="$port" \
-  --set admin.port="$(free_port)" --set node.reactors=2 --demo-volume vol:64M >"$dir/cairnd.log" 2>&1 &
+  --set admin.port="$(free_port)" --set iscsi.port="$(free_port)" --set node.reactors=2 \
+  --demo-volume vol:64M >"$dir/cairnd.log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true

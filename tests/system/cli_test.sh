@@ -51,6 +51,24 @@ expect_ok "${C[@]}" --json volume info alpha
 expect_fail 1 "size must be a positive multiple of the block size" \
   "${C[@]}" volume resize alpha 1000
 expect_fail 1 "no volume named 'ghost'" "${C[@]}" volume resize ghost 1G
+echo "== access"
+expect_ok "${C[@]}" volume access alpha
+[ "$out" = $'initiators   any\nchap         off\nmutual chap  off' ] || fail "access: $out"
+expect_ok "${C[@]}" volume access alpha --allow iqn.2026-11.org.example:a,iqn.2026-11.org.example:b \
+  --chap alice:alice-secret-1 --mutual-chap cairn:cairn-secret-2
+[ "$out" = $'initiators   iqn.2026-11.org.example:a, iqn.2026-11.org.example:b\nchap         user alice\nmutual chap  user cairn' ] ||
+  fail "access set: $out"
+expect_ok "${C[@]}" --json volume info alpha
+[ "$(json_get "$out" 'd["access"]["chap"], d["access"]["mutual_chap"]')" = "(True, True)" ] ||
+  fail "info --json access: $out"
+grep -q 'secret' <<<"$out" && fail "the API returned a secret: $out"
+expect_fail 1 "a CHAP secret must be 12 to 255 bytes" "${C[@]}" volume access alpha --chap bob:short
+expect_fail 1 "must differ from the initiator's" "${C[@]}" volume access alpha \
+  --mutual-chap cairn:alice-secret-1
+expect_fail 2 "--chap takes USER:SECRET" "${C[@]}" volume access alpha --chap nocolon
+expect_fail 1 "must be an iqn., eui. or naa. name" "${C[@]}" volume access alpha --allow host1
+expect_ok "${C[@]}" volume access alpha --clear
+[ "$out" = $'initiators   any\nchap         off\nmutual chap  off' ] || fail "access --clear: $out"
 
 echo "== errors"
 expect_fail 2 "volume name 'Bad_Name' must match" "${C[@]}" volume create Bad_Name 1G

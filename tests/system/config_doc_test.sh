@@ -31,7 +31,7 @@ dir=$(mktemp -d /tmp/cairn-config-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 rc=0
 "$cairnd" "${args[@]}" --set node.data_dir="$dir/data" --set admin.address=not-an-address \
-  --set nbd.port=0 >"$dir/log" 2>&1 || rc=$?
+  --set nbd.port=0 --set iscsi.port=0 >"$dir/log" 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q "cannot listen for the admin API on not-an-address" "$dir/log" ||
   { echo "FAIL: documented defaults: exit $rc"; cat "$dir/log"; exit 1; }
 

@@ -33,14 +33,18 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_node: starts cairnd in the background; sets dir, pid, nbd_port, admin_port, C (the
-# CLI with --admin and --nbd pointing at this node).
+# start_node: starts cairnd in the background, with the settings in the array node_args
+# added; sets dir, pid, nbd_port, admin_port, iscsi_port, C (the CLI with --admin and --nbd
+# pointing at this node).
+node_args=()
 start_node() {
   dir=$(mktemp -d /tmp/cairn-system-XXXXXX)
   nbd_port=$(free_port)
   admin_port=$(free_port)
+  iscsi_port=$(free_port)
   "$cairnd" --set node.data_dir="$dir/data" --set nbd.address=127.0.0.1 \
     --set nbd.port="$nbd_port" --set admin.port="$admin_port" --set node.reactors=2 \
+    --set iscsi.address=127.0.0.1 --set iscsi.port="$iscsi_port" "${node_args[@]}" \
     >"$dir/cairnd.log" 2>&1 &
   pid=$!
   trap stop_node EXIT

@@ -238,6 +238,17 @@ stage_userspace() {
   done
   [[ -f /etc/mke2fs.conf ]] && cp /etc/mke2fs.conf "$root/etc/"
   echo "InitiatorName=iqn.2026-01.org.cairn:vm-guest" >"$root/etc/iscsi/initiatorname.iscsi"
+  # open-iscsi's defaults, except: nothing starts by itself, and a refused login is not retried
+  # for minutes (the iSCSI test expects some logins to fail).
+  cat >"$root/etc/iscsi/iscsid.conf" <<'CONF'
+node.startup = manual
+node.session.auth.authmethod = None
+node.session.initial_login_retry_max = 1
+node.conn[0].timeo.login_timeout = 15
+node.session.timeo.replacement_timeout = 30
+node.conn[0].timeo.noop_out_interval = 5
+node.conn[0].timeo.noop_out_timeout = 10
+CONF
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
   printf 'root:x:0:\n' >"$root/etc/group"
   install -m 0755 "$here/guest-init.sh" "$root/init"

@@ -144,7 +144,7 @@ start_server() {
       nbdkit -f -i 127.0.0.1 -p "$port" memory "$size_bytes" >"$log" 2>&1 &
     else
       "$server" --set node.data_dir="$work/data" --set nbd.address=127.0.0.1 \
-        --set nbd.port="$port" --set admin.port="$(free_port)" \
+        --set nbd.port="$port" --set admin.port="$(free_port)" --set iscsi.port="$(free_port)" \
         --demo-volume "$volume:$size_bytes" >"$log" 2>&1 &
     fi
     echo $! >"$work/server.pid"

@@ -3,6 +3,8 @@
 //   cairn [--admin HOST:PORT] [--json] volume create NAME SIZE [--block-size 512|4096]
 //         [--chunk-size 4K..64K] [--write-through] [--read-only] [--description TEXT]
 //   cairn volume list | info NAME | resize NAME SIZE | delete NAME
+//   cairn volume access NAME [--allow IQN[,IQN...]] [--chap USER:SECRET]
+//         [--mutual-chap USER:SECRET] [--clear]
 //   cairn stats | metrics
 //   cairn [--nbd HOST:PORT] [--quiet] import FILE|NBD-URI VOLUME
 //   cairn [--nbd HOST:PORT] [--quiet] export VOLUME FILE|NBD-URI
@@ -47,6 +49,9 @@ constexpr const char* kUsage =
     "  volume info NAME\n"
     "  volume resize NAME SIZE\n"
     "  volume delete NAME\n"
+    "  volume access NAME [--allow IQN[,IQN...]] [--chap USER:SECRET]\n"
+    "                [--mutual-chap USER:SECRET] [--clear]\n"
+    "                                 show or set who may log in over iSCSI\n"
     "  stats                          the chunk store's space and dedup figures\n"
     "  metrics                        cairnd's Prometheus metrics\n"
     "  import FILE|NBD-URI VOLUME     copy a disk image into a volume\n"
@@ -62,12 +67,13 @@ struct Args {
 // Options that take a value; every other --option is a flag.
 bool takes_value(const std::string& name) {
   return name == "--admin" || name == "--nbd" || name == "--block-size" || name == "--chunk-size" ||
-         name == "--description";
+         name == "--description" || name == "--allow" || name == "--chap" ||
+         name == "--mutual-chap";
 }
 
 bool is_flag(const std::string& name) {
   return name == "--json" || name == "--quiet" || name == "--write-through" ||
-         name == "--read-only" || name == "--help";
+         name == "--read-only" || name == "--help" || name == "--clear";
 }
 
 Args parse_args(int argc, char** argv) {
@@ -162,6 +168,7 @@ class Cli {
   int info();
   int resize();
   int remove();
+  int access();
   int stats();
   int metrics();
   int transfer(bool import);
@@ -228,6 +235,9 @@ int Cli::volume(const std::string& sub) {
   }
   if (sub == "delete" || sub == "rm") {
     return remove();
+  }
+  if (sub == "access") {
+    return access();
   }
   throw UsageError("unknown volume subcommand '" + sub + "'");
 }
@@ -343,6 +353,74 @@ int Cli::info() {
               human_bytes(n(st, "referenced_bytes")).c_str(),
               human_bytes(n(st, "physical_bytes")).c_str(),
               st.at("dedup_ratio").to_number<double>());
+  return 0;
+}
+
+// USER:SECRET -> (user, secret); the secret may itself hold colons.
+std::pair<std::string, std::string> user_secret(const std::string& text, const char* option) {
+  auto colon = text.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    throw UsageError(std::string(option) + " takes USER:SECRET");
+  }
+  return {text.substr(0, colon), text.substr(colon + 1)};
+}
+
+int Cli::access() {
+  const std::string& name = word(2, "volume name");
+  expect_words(3);
+  check_name(name);
+  json::object body;
+  if (args_.opts.contains("--clear")) {
+    body["clear"] = true;
+  }
+  if (args_.opts.contains("--allow")) {
+    json::array initiators;
+    std::string list = args_.opts.at("--allow");
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = list.find(',', start);
+      std::string one =
+          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!one.empty()) {
+        initiators.emplace_back(one);
+      }
+      if (comma == std::string::npos) {
+        break;
+      }
+      start = comma + 1;
+    }
+    body["initiators"] = std::move(initiators);
+  }
+  if (args_.opts.contains("--chap")) {
+    auto [user, secret] = user_secret(args_.opts.at("--chap"), "--chap");
+    body["chap_user"] = user;
+    body["chap_secret"] = secret;
+  }
+  if (args_.opts.contains("--mutual-chap")) {
+    auto [user, secret] = user_secret(args_.opts.at("--mutual-chap"), "--mutual-chap");
+    body["mutual_user"] = user;
+    body["mutual_secret"] = secret;
+  }
+  json::value v = body.empty()
+                      ? call("GET", "/v1/volumes/" + name + "/access")
+                      : call("POST", "/v1/volumes/" + name + "/access", json::serialize(body));
+  if (json_) {
+    print_json(v);
+    return 0;
+  }
+  const json::object& o = v.as_object();
+  std::string initiators;
+  for (const json::value& i : o.at("initiators").as_array()) {
+    initiators += (initiators.empty() ? "" : ", ") + std::string(i.get_string());
+  }
+  std::printf("initiators   %s\n", initiators.empty() ? "any" : initiators.c_str());
+  std::printf("chap         %s\n",
+              o.at("chap").get_bool()
+                  ? ("user " + std::string(o.at("chap_user").get_string())).c_str()
+                  : "off");
+  std::printf("mutual chap  %s\n",
+              o.at("mutual_chap").get_bool()
+                  ? ("user " + std::string(o.at("mutual_user").get_string())).c_str()
+                  : "off");
   return 0;
 }
 

@@ -1,0 +1,350 @@
+// The iSCSI listener: accepts and logs in on reactor 0, then moves each normal session's socket
+// to its volume's owner reactor (server.h).
+#include "target/iscsi/server.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "base/log.h"
+#include "target/nbd/socket_stream.h"
+
+namespace cairn::target::iscsi {
+namespace {
+
+using nbd::GenericSocket;
+using nbd::SocketStream;
+
+std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
+  if (ep.address().is_v6()) {
+    return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  }
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+std::string hex(uint64_t v, int digits) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(static_cast<std::size_t>(digits), '0');
+  for (int i = digits - 1; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = kDigits[v & 15];
+    v >>= 4;
+  }
+  return out;
+}
+
+}  // namespace
+
+class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
+ public:
+  Impl(io::ReactorPool& reactors, blockmap::VolumeManager& volumes, io::MetaStore& meta,
+       ServerOptions options)
+      : volumes_(volumes),
+        meta_(meta),
+        options_(std::move(options)),
+        directory_(volumes),
+        acceptor_(std::make_shared<asio::ip::tcp::acceptor>(reactors.at(0).context())) {}
+
+  void start();
+  void stop();
+
+ private:
+  struct Live {
+    asio::any_io_executor executor;
+    SocketStream* stream = nullptr;
+    std::string key;  // initiator, ISID and target, for reinstatement
+  };
+  struct DeviceSlot {
+    std::unique_ptr<scsi::Device> device;
+    unsigned users = 0;
+    bool opening = false;
+  };
+
+  Task<void> accept_loop();
+  Task<void> connection(GenericSocket socket, std::string peer);
+  Task<void> serve(LoginResult login, blockmap::Volume* volume, int fd, std::string peer,
+                   std::string portal);
+  Task<scsi::Device*> open_device(blockmap::Volume& volume, DeviceSlot*& slot);
+  void close_device(blockmap::Volume& volume, DeviceSlot* slot);
+  uint64_t add_live(asio::any_io_executor executor, SocketStream* stream, std::string key);
+  void remove_live(uint64_t id);
+
+  blockmap::VolumeManager& volumes_;
+  io::MetaStore& meta_;
+  ServerOptions options_;
+  VolumeDirectory directory_;
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+  std::mutex mutex_;  // guards live_, next_id_ and devices_
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Live> live_;
+  std::map<blockmap::Volume*, std::unique_ptr<DeviceSlot>> devices_;
+  std::atomic<uint64_t> next_nexus_{1};
+};
+
+void Server::Impl::start() {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options_.address, ec);
+  if (ec) {
+    throw std::system_error(ec, "iSCSI address '" + options_.address + "' is not an IP address");
+  }
+  asio::ip::tcp::endpoint endpoint(address, options_.port);
+  acceptor_->open(endpoint.protocol());
+  acceptor_->set_option(asio::socket_base::reuse_address(true));
+  acceptor_->bind(endpoint, ec);
+  if (ec == asio::error::address_in_use) {
+    throw std::system_error(ec, "iSCSI port " + std::to_string(options_.port) + " on " +
+                                    options_.address + " is already in use");
+  }
+  if (ec) {
+    throw std::system_error(ec, "cannot bind the iSCSI listener");
+  }
+  acceptor_->listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(acceptor_->get_executor(), accept_loop(), asio::detached);
+  started_ = true;
+}
+
+void Server::Impl::stop() {
+  stopping_ = true;
+  boost::system::error_code ignored;
+  if (!started_) {
+    acceptor_->close(ignored);
+  }
+  acceptor_->cancel(ignored);
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, entry] : live_) {
+    asio::post(entry.executor, [self = shared_from_this(), id = id] {
+      std::lock_guard inner(self->mutex_);
+      if (auto it = self->live_.find(id); it != self->live_.end()) {
+        boost::system::error_code cancel_error;
+        it->second.stream->socket().cancel(cancel_error);
+      }
+    });
+  }
+}
+
+uint64_t Server::Impl::add_live(asio::any_io_executor executor, SocketStream* stream,
+                                std::string key) {
+  std::lock_guard lock(mutex_);
+  if (!key.empty()) {
+    // Session reinstatement: the initiator lost the old session; end it.
+    for (const auto& [id, entry] : live_) {
+      if (entry.key == key) {
+        CAIRN_LOG(info, "iscsi", "{}: reinstating session {}", stream->peer(), key);
+        asio::post(entry.executor, [self = shared_from_this(), id = id] {
+          std::lock_guard inner(self->mutex_);
+          if (auto it = self->live_.find(id); it != self->live_.end()) {
+            boost::system::error_code cancel_error;
+            it->second.stream->socket().cancel(cancel_error);
+          }
+        });
+      }
+    }
+  }
+  live_[next_id_] = Live{std::move(executor), stream, std::move(key)};
+  return next_id_++;
+}
+
+void Server::Impl::remove_live(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  live_.erase(id);
+}
+
+Task<void> Server::Impl::accept_loop() {
+  auto self = shared_from_this();
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor = acceptor_;
+  asio::steady_timer backoff(acceptor->get_executor());
+  for (;;) {
+    GenericSocket socket(acceptor->get_executor());
+    auto [ec] = co_await acceptor->async_accept(socket, use_tuple);
+    if (stopping_ || ec == asio::error::operation_aborted) {
+      boost::system::error_code ignored;
+      acceptor->close(ignored);
+      co_return;
+    }
+    if (ec) {
+      CAIRN_LOG(warn, "iscsi", "accept failed: {}", ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(use_tuple);
+      continue;
+    }
+    boost::system::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    asio::ip::tcp::endpoint remote;
+    auto ep = socket.remote_endpoint(ignored);
+    std::string peer = "iSCSI client";
+    if (ep.size() <= remote.capacity()) {
+      std::memcpy(remote.data(), ep.data(), ep.size());
+      remote.resize(ep.size());
+      peer = endpoint_text(remote);
+    }
+    asio::co_spawn(acceptor->get_executor(), connection(std::move(socket), std::move(peer)),
+                   asio::detached);
+  }
+}
+
+Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
+  auto self = shared_from_this();
+  boost::system::error_code ec;
+  auto local = socket.local_endpoint(ec);
+  if (ec) {
+    co_return;
+  }
+  const int family = local.protocol().family();
+  std::string portal = options_.target.portal;
+  if (portal.empty()) {
+    asio::ip::tcp::endpoint tcp;
+    if (local.size() <= tcp.capacity()) {
+      std::memcpy(tcp.data(), local.data(), local.size());
+      tcp.resize(local.size());
+      portal = endpoint_text(tcp);
+    }
+  }
+  auto stream = std::make_unique<SocketStream>(std::move(socket), peer);
+  auto executor = co_await asio::this_coro::executor;
+  uint64_t id = add_live(executor, stream.get(), {});
+  blockmap::Volume* volume = nullptr;
+  std::function<bool(const LoginResult&)> admit = [&](const LoginResult& r) {
+    if (r.discovery) {
+      return true;
+    }
+    volume = volumes_.acquire(r.volume);
+    return volume != nullptr;
+  };
+  auto result = co_await login(*stream, options_.target, directory_, portal, admit);
+  if (!result || stopping_) {
+    remove_live(id);
+    if (volume != nullptr) {
+      volumes_.release(volume);
+    }
+    stream->close();
+    co_return;
+  }
+  if (result->discovery) {
+    CAIRN_LOG(debug, "iscsi", "{}: discovery session of '{}'", peer, result->initiator_name);
+    {
+      Session session(*stream, executor, *result, nullptr, {}, options_.target, directory_, portal,
+                      options_.session);
+      co_await session.run();
+    }
+    remove_live(id);
+    co_return;
+  }
+  remove_live(id);
+  CAIRN_LOG(info, "iscsi", "{}: '{}' logged in to '{}'", peer, result->initiator_name,
+            result->target_name);
+  int fd = stream->socket().release(ec);
+  if (ec) {
+    CAIRN_LOG(warn, "iscsi", "{}: cannot move connection: {}", peer, ec.message());
+    volumes_.release(volume);
+    co_return;
+  }
+  (void)family;
+  asio::co_spawn(volume->executor(),
+                 serve(std::move(*result), volume, fd, std::move(peer), std::move(portal)),
+                 asio::detached);
+}
+
+Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSlot*& slot) {
+  {
+    std::lock_guard lock(mutex_);
+    auto& p = devices_[&volume];
+    if (!p) {
+      p = std::make_unique<DeviceSlot>();
+    }
+    slot = p.get();
+    slot->users++;
+  }
+  // Only this reactor touches the slot's fields: concurrent logins wait for the first open.
+  asio::steady_timer wait(volume.executor());
+  while (slot->opening) {
+    wait.expires_after(std::chrono::milliseconds(1));
+    co_await wait.async_wait(use_tuple);
+  }
+  if (!slot->device) {
+    slot->opening = true;
+    // An lvalue, not the default argument: GCC 12 destroys a defaulted by-value coroutine
+    // argument twice.
+    scsi::DeviceOptions device_options;
+    auto device = co_await scsi::Device::open(volume, meta_, device_options);
+    slot->opening = false;
+    if (!device) {
+      CAIRN_LOG(error, "iscsi", "cannot open SCSI device for volume '{}': {}", volume.name(),
+                device.error().message());
+      co_return nullptr;
+    }
+    slot->device = std::move(*device);
+  }
+  co_return slot->device.get();
+}
+
+void Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot) {
+  if (--slot->users > 0) {
+    return;
+  }
+  slot->device.reset();
+  std::lock_guard lock(mutex_);
+  devices_.erase(&volume);
+}
+
+Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int fd,
+                               std::string peer, std::string portal) {
+  auto self = shared_from_this();
+  auto executor = co_await asio::this_coro::executor;
+  GenericSocket socket(executor);
+  boost::system::error_code ec;
+  const int family = portal.starts_with("[") ? AF_INET6 : AF_INET;
+  socket.assign(asio::generic::stream_protocol(family, SOCK_STREAM), fd, ec);
+  if (ec) {
+    ::close(fd);
+    volumes_.release(volume);
+    co_return;
+  }
+  SocketStream stream(std::move(socket), peer);
+  std::string key = login.initiator_name + "|" + hex(login.isid, 12) + "|" + login.target_name;
+  uint64_t id = add_live(executor, &stream, key);
+  DeviceSlot* slot = nullptr;
+  scsi::Device* device = co_await open_device(*volume, slot);
+  if (device != nullptr && !stopping_) {
+    scsi::Nexus nexus;
+    nexus.id = next_nexus_++;
+    nexus.initiator_name = login.initiator_name;
+    nexus.initiator_port = login.initiator_name + ",i,0x" + hex(login.isid, 12);
+    nexus.target_port = login.target_name + ",t,0x" + hex(options_.target.portal_group_tag, 4);
+    nexus.relative_target_port = options_.target.portal_group_tag;
+    device->attach(nexus);
+    {
+      Session session(stream, executor, std::move(login), device, nexus, options_.target,
+                      directory_, std::move(portal), options_.session);
+      co_await session.run();
+    }
+    device->detach(nexus);
+    CAIRN_LOG(info, "iscsi", "{}: session of '{}' on '{}' ended", peer, nexus.initiator_name,
+              volume->name());
+  } else {
+    stream.close();
+  }
+  close_device(*volume, slot);
+  remove_live(id);
+  volumes_.release(volume);
+}
+
+Server::Server(io::ReactorPool& reactors, blockmap::VolumeManager& volumes, io::MetaStore& meta,
+               ServerOptions options)
+    : impl_(std::make_shared<Impl>(reactors, volumes, meta, std::move(options))) {}
+
+Server::~Server() = default;
+
+void Server::start() {
+  impl_->start();
+}
+
+void Server::stop() {
+  impl_->stop();
+}
+
+}  // namespace cairn::target::iscsi
