@@ -508,15 +508,15 @@ Task<Result<void>> Volume::copy_range(uint64_t src_offset_bytes, uint64_t dst_of
     if (head > 0) {
       pieces.push_back({0, head, false});
     }
-    for (uint64_t at = head; at < head + whole; at += kChunksPerBatch * cs) {
-      pieces.push_back({at, std::min(kChunksPerBatch * cs, head + whole - at), true});
+    for (uint64_t at = head; at < head + whole; at += kBytesPerBatch) {
+      pieces.push_back({at, std::min(kBytesPerBatch, head + whole - at), true});
     }
     if (head + whole < length_bytes) {
       pieces.push_back({head + whole, length_bytes - head - whole, false});
     }
   } else {
-    for (uint64_t at = 0; at < length_bytes; at += kChunksPerBatch * cs) {
-      pieces.push_back({at, std::min(kChunksPerBatch * cs, length_bytes - at), false});
+    for (uint64_t at = 0; at < length_bytes; at += kBytesPerBatch) {
+      pieces.push_back({at, std::min(kBytesPerBatch, length_bytes - at), false});
     }
   }
   // Copying backwards when the destination overlaps the source's tail gives memmove's result.
