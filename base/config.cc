@@ -106,6 +106,11 @@ void Config::set(std::string_view key, std::string_view raw) {
     }
   } else if (key == "iscsi.nop_interval_s") {
     iscsi_nop_interval_s = u32();
+  } else if (key == "iscsi.sanitize_rate") {
+    iscsi_sanitize_rate = parse_size(value);
+    if (iscsi_sanitize_rate == 0) {
+      throw ConfigError("iscsi.sanitize_rate must be at least 1 byte per second");
+    }
   } else if (key == "admin.address") {
     admin_address = value;
   } else if (key == "admin.port") {

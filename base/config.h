@@ -41,8 +41,9 @@ struct Config {
   uint16_t iscsi_port = 3260;
   std::string iscsi_portal;  // advertised in SendTargets; empty: the address the client reached
   std::string iscsi_iqn_prefix = "iqn.2026-11.io.cairn";  // target name = prefix + ":" + volume
-  unsigned iscsi_queue_depth = 128;    // commands in flight per session (MaxCmdSN window)
-  unsigned iscsi_nop_interval_s = 30;  // NOP-In keepalive after this much idle; 0: never
+  unsigned iscsi_queue_depth = 128;          // commands in flight per session (MaxCmdSN window)
+  unsigned iscsi_nop_interval_s = 30;        // NOP-In keepalive after this much idle; 0: never
+  uint64_t iscsi_sanitize_rate = 16u << 20;  // SANITIZE pace, bytes of LBA space per second
 
   // [admin]
   std::string admin_address = "127.0.0.1";

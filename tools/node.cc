@@ -166,6 +166,7 @@ Task<bool> start_node(const Config& config, const NodeOptions& options,
     iscsi_options.target.queue_depth = config.iscsi_queue_depth;
     iscsi_options.session.queue_depth = config.iscsi_queue_depth;
     iscsi_options.session.nop_interval = std::chrono::seconds(config.iscsi_nop_interval_s);
+    iscsi_options.device.sanitize_bytes_per_second = config.iscsi_sanitize_rate;
     parts.iscsi = std::make_unique<target::iscsi::Server>(reactors, *parts.volumes, *parts.meta,
                                                           iscsi_options);
     try {

@@ -61,6 +61,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     std::unique_ptr<scsi::Device> device;
     unsigned users = 0;
     bool opening = false;
+    bool closing = false;  // the last user left and waits for the device's background work
   };
 
   Task<void> accept_loop();
@@ -68,7 +69,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   Task<void> serve(LoginResult login, blockmap::Volume* volume, int fd, std::string peer,
                    std::string portal);
   Task<scsi::Device*> open_device(blockmap::Volume& volume, DeviceSlot*& slot);
-  void close_device(blockmap::Volume& volume, DeviceSlot* slot);
+  Task<void> close_device(blockmap::Volume& volume, DeviceSlot* slot);
   uint64_t add_live(asio::any_io_executor executor, SocketStream* stream, std::string key);
   void remove_live(uint64_t id);
 
@@ -269,7 +270,7 @@ Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSl
     slot->opening = true;
     // An lvalue, not the default argument: GCC 12 destroys a defaulted by-value coroutine
     // argument twice.
-    scsi::DeviceOptions device_options;
+    scsi::DeviceOptions device_options = options_.device;
     auto device = co_await scsi::Device::open(volume, meta_, device_options);
     slot->opening = false;
     if (!device) {
@@ -282,9 +283,27 @@ Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSl
   co_return slot->device.get();
 }
 
-void Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot) {
-  if (--slot->users > 0) {
-    return;
+// The last session's end closes the device, but a SANITIZE it started runs on (SBC-4 4.32:
+// it survives resets and I_T nexus loss), so the device and the volume (the caller releases
+// it after this) stay until it ends, or until the server stops, which interrupts it.
+Task<void> Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot) {
+  if (--slot->users > 0 || slot->closing) {
+    co_return;
+  }
+  if (slot->device && slot->device->busy()) {
+    slot->closing = true;
+    asio::steady_timer tick(volume.executor());
+    while (slot->device->busy()) {
+      if (stopping_) {
+        slot->device->cancel_background();
+      }
+      tick.expires_after(std::chrono::milliseconds(50));
+      co_await tick.async_wait(use_tuple);
+    }
+    slot->closing = false;
+    if (slot->users > 0) {
+      co_return;  // a new session took the device over; its end closes it
+    }
   }
   slot->device.reset();
   std::lock_guard lock(mutex_);
@@ -316,7 +335,7 @@ Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int 
     nexus.initiator_port = login.initiator_name + ",i,0x" + hex(login.isid, 12);
     nexus.target_port = login.target_name + ",t,0x" + hex(options_.target.portal_group_tag, 4);
     nexus.relative_target_port = options_.target.portal_group_tag;
-    device->attach(nexus);
+    device->attach(nexus, [&stream] { stream.close(); });
     {
       Session session(stream, executor, std::move(login), device, nexus, options_.target,
                       directory_, std::move(portal), options_.session);
@@ -328,7 +347,7 @@ Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int 
   } else {
     stream.close();
   }
-  close_device(*volume, slot);
+  co_await close_device(*volume, slot);
   remove_live(id);
   volumes_.release(volume);
 }

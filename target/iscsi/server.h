@@ -33,6 +33,7 @@ struct ServerOptions {
   uint16_t port = 3260;
   TargetOptions target;
   SessionOptions session;
+  scsi::DeviceOptions device;  // every volume's SCSI logical unit
 };
 
 class Server {

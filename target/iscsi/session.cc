@@ -238,6 +238,9 @@ Task<void> Session::run() {
   }
   closing_ = true;
   keepalive_timer_.cancel();
+  if (device_ != nullptr) {
+    device_->abandon(nexus_);  // a SANITIZE goes on without its command
+  }
   // Commands in collection will get no more data; executing ones finish (their answers are
   // written while the stream lasts), then the writer drains.
   for (auto it = active_.begin(); it != active_.end();) {
@@ -888,6 +891,9 @@ void Session::abort(Cmd& c) {
     free_cmd(&c);
   } else {
     c.aborted = true;  // execute() frees it when the device returns
+    if (device_ != nullptr) {
+      device_->abandon(nexus_);  // a SANITIZE goes on without its command
+    }
   }
 }
 
@@ -957,6 +963,12 @@ void Session::on_tmf() {
       abort_all();
       device_->lun_reset(nexus_);
       break;
+    case TmfFunction::target_cold_reset:
+      // RFC 7143 11.5.1: answered, then every connection to the target ends, this one too.
+      abort_all();
+      device_->target_cold_reset(nexus_);
+      closing_ = true;
+      break;
     case TmfFunction::task_reassign:
       response = TmfResponse::reassignment_not_supported;
       break;
@@ -966,16 +978,20 @@ void Session::on_tmf() {
   }
   CAIRN_LOG(debug, "iscsi", "{}: task management function {} -> {}", stream_.peer(),
             static_cast<unsigned>(function), static_cast<unsigned>(response));
+  const bool last = function == TmfFunction::target_cold_reset;
   if (waiting.empty()) {
-    send(control(make_tmf_response(itt, response, sn(true)), {}));
+    Out* o = control(make_tmf_response(itt, response, sn(true)), {});
+    o->last = last;
+    send(o);
     return;
   }
   pending_++;  // run() waits for the response to be queued
-  asio::co_spawn(executor_, tmf_after(std::move(waiting), itt, response), asio::detached);
+  asio::co_spawn(executor_, tmf_after(std::move(waiting), itt, response, last), asio::detached);
 }
 
 // The response to an abort follows the end of the aborted tasks (RFC 7143 section 4.2.3.3).
-Task<void> Session::tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfResponse response) {
+Task<void> Session::tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfResponse response,
+                              bool last) {
   for (;;) {
     bool busy = false;
     for (Cmd* c : waiting) {
@@ -987,7 +1003,9 @@ Task<void> Session::tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfRespon
     }
     co_await wait_progress();
   }
-  send(control(make_tmf_response(itt, response, sn(true)), {}));
+  Out* o = control(make_tmf_response(itt, response, sn(true)), {});
+  o->last = last;
+  send(o);
   pending_--;
   notify();
 }

@@ -9,8 +9,8 @@
 // GOOD, or a SCSI Response (with sense and U/O residuals). A single writer gathers every ready
 // PDU into one write. NOP-Out is answered and NOP-In sent as keepalive after an idle interval;
 // Text (SendTargets), Logout, task management (ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LOGICAL
-// UNIT RESET, TARGET WARM RESET) and Reject are handled here too. The CmdSN window is
-// `queue_depth` commands: MaxCmdSN = ExpCmdSN + queue_depth - 1 - (commands in progress).
+// UNIT RESET, TARGET WARM RESET, TARGET COLD RESET) and Reject are handled here too. The CmdSN
+// window is `queue_depth` commands: MaxCmdSN = ExpCmdSN + queue_depth - 1 - (commands in progress).
 //
 // A discovery session runs here with no Device: it serves Text, NOP and Logout; a SCSI command
 // is rejected.
@@ -71,7 +71,7 @@ class Session {
   void on_text();
   void on_logout();
   void on_tmf();
-  Task<void> tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfResponse response);
+  Task<void> tmf_after(std::vector<Cmd*> waiting, uint32_t itt, TmfResponse response, bool last);
   Task<void> execute(Cmd* cmd);
   Task<void> keepalive();
   Task<void> writer();

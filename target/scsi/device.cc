@@ -1,6 +1,7 @@
 #include "target/scsi/device.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "base/assert.h"
@@ -14,6 +15,8 @@ namespace {
 
 // Bytes of pattern WRITE SAME and SANITIZE OVERWRITE write per Volume::write call.
 constexpr uint64_t kFillBytes = 1u << 20;
+// A SANITIZE advances this much LBA space between pacing checks.
+constexpr uint64_t kSanitizeStepBytes = 1u << 20;
 // GET LBA STATUS looks at most this many bytes per Volume::block_status call.
 constexpr uint64_t kLbaStatusWindowBytes = 64ull << 20;
 // PRE-FETCH loads at most this much into the cache; more is not prefetched (still GOOD).
@@ -129,7 +132,10 @@ Response send_data(std::span<const uint8_t> data, uint32_t allocation_length,
 // ---- Device ----
 
 Device::Device(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Device::~Device() = default;
+Device::~Device() {
+  // run_sanitize() uses the Impl: its owner waits for !busy() first (device.h).
+  CAIRN_ASSERT(!busy());
+}
 
 Task<Result<std::unique_ptr<Device>>> Device::open(blockmap::Volume& volume, io::MetaStore& meta,
                                                    DeviceOptions options) {
@@ -145,8 +151,8 @@ Task<Result<std::unique_ptr<Device>>> Device::open(blockmap::Volume& volume, io:
 blockmap::Volume& Device::volume() noexcept {
   return impl_->volume_;
 }
-void Device::attach(const Nexus& nexus) {
-  impl_->attach(nexus);
+void Device::attach(const Nexus& nexus, std::function<void()> drop) {
+  impl_->attach(nexus, std::move(drop));
 }
 void Device::detach(const Nexus& nexus) {
   impl_->detach(nexus);
@@ -160,6 +166,20 @@ void Device::lun_reset(const Nexus& from) {
 }
 void Device::clear_task_set(const Nexus& from) {
   impl_->clear_task_set(from);
+}
+void Device::target_cold_reset(const Nexus& from) {
+  impl_->target_cold_reset(from);
+}
+void Device::abandon(const Nexus& nexus) {
+  impl_->abandon(nexus);
+}
+bool Device::busy() const noexcept {
+  return impl_->sanitize_ != nullptr;
+}
+void Device::cancel_background() {
+  if (impl_->sanitize_) {
+    impl_->sanitize_->cancel = true;
+  }
 }
 
 // ---- Impl: state ----
@@ -201,14 +221,19 @@ void Device::Impl::post_all_except(uint64_t nexus_id, Asc asc) {
   }
 }
 
-void Device::Impl::attach(const Nexus& nexus) {
+void Device::Impl::attach(const Nexus& nexus, std::function<void()> drop) {
+  if (drop) {
+    drops_[nexus.id] = std::move(drop);
+  }
   attentions_[nexus.id].clear();
   post(nexus.id, Asc::power_on_reset);
   reservations_->attach(nexus);
 }
 
 void Device::Impl::detach(const Nexus& nexus) {
+  abandon(nexus);
   attentions_.erase(nexus.id);
+  drops_.erase(nexus.id);
   reservations_->detach(nexus);
 }
 
@@ -216,13 +241,44 @@ void Device::Impl::lun_reset(const Nexus& from) {
   reservations_->reset();
   // Mode parameters return to their saved values (SPC-5 7.5.1); only SWP is changeable.
   software_write_protect_ = false;
-  // Every other nexus learns of the reset; the one that asked for it knows (SAM-5 6.3.3).
-  post_all_except(from.id, Asc::bus_device_reset);
+  // Every nexus sees the reset, the one that asked for it included (SAM-5 6.3.3: the
+  // logical unit reset establishes the unit attention for all I_T nexuses).
+  for (auto& [id, q] : attentions_) {
+    post(id, Asc::bus_device_reset);
+  }
   CAIRN_LOG(info, "scsi", "{}: logical unit reset by {}", volume_.name(), from.initiator_port);
 }
 
 void Device::Impl::clear_task_set(const Nexus& from) {
   post_all_except(from.id, Asc::commands_cleared_by_another_initiator);
+}
+
+void Device::Impl::target_cold_reset(const Nexus& from) {
+  lun_reset(from);
+  // A drop ends another session, whose detach() edits drops_: collect first.
+  std::vector<std::function<void()>> drops;
+  for (auto& [id, drop] : drops_) {
+    if (id != from.id) {
+      drops.push_back(drop);
+    }
+  }
+  CAIRN_LOG(info, "scsi", "{}: target cold reset by {}: dropping {} other session(s)",
+            volume_.name(), from.initiator_port, drops.size());
+  for (auto& drop : drops) {
+    drop();
+  }
+}
+
+void Device::Impl::abandon(const Nexus& nexus) {
+  if (!sanitize_) {
+    return;
+  }
+  for (SanitizeWaiter* w : sanitize_->waiters) {
+    if (w->nexus_id == nexus.id && !w->abandoned) {
+      w->abandoned = true;
+      w->wake->cancel();
+    }
+  }
 }
 
 // ---- Impl: the command path ----
@@ -242,8 +298,8 @@ Task<Response> Device::Impl::execute(const Nexus& nexus, const Request& request,
       co_return check_condition(SenseKey::unit_attention, asc);
     }
   }
-  if (sanitizing_ && !reports_no_attention(opcode)) {
-    co_return check_condition(SenseKey::not_ready, Asc::logical_unit_not_ready_sanitize);
+  if (sanitize_ && !reports_no_attention(opcode)) {
+    co_return sanitize_in_progress();
   }
   size_t length = cdb_length(opcode);
   if (length == 0 || request.cdb.size() < length) {
@@ -329,7 +385,7 @@ Task<Response> Device::Impl::dispatch(const Nexus& nexus, const Request& r,
     case op::kPrefetch16:
       co_return co_await prefetch(r);
     case op::kSanitize:
-      co_return co_await sanitize(r);
+      co_return co_await sanitize(nexus, r);
     case op::kStartStopUnit:
       co_return start_stop_unit(r);
     case op::kReadDefectData10:
@@ -438,6 +494,14 @@ Task<Response> Device::Impl::write(const Request& r) {
   } else if (opcode == op::kWriteAtomic16) {
     e.count = get_be(cdb, 12, 2);
     count_byte = 12;
+    // Whole chunks only (Block Limits VPD ATOMIC ALIGNMENT and GRANULARITY: SBC-4 5.48).
+    const uint64_t per = uint64_t{1} << lbppb_exponent();
+    if (e.lba % per != 0) {
+      co_return invalid_field(2);
+    }
+    if (e.count % per != 0) {
+      co_return invalid_field(12);
+    }
   }
   // WRITE AND VERIFY makes the data durable before it could verify it (SBC-4 5.36).
   fua = fua || verify;
@@ -776,9 +840,10 @@ Task<Response> Device::Impl::get_lba_status(const Request& r, std::vector<std::b
   co_return send_data(out, alloc, r, data_in);
 }
 
-Task<Response> Device::Impl::sanitize(const Request& r) {
+Task<Response> Device::Impl::sanitize(const Nexus& nexus, const Request& r) {
   std::span<const uint8_t> cdb = r.cdb;
   const uint8_t sa = cdb[1] & 0x1F;
+  const bool immediate = (cdb[1] & 0x80) != 0;
   const uint32_t param_len = static_cast<uint32_t>(get_be(cdb, 7, 2));
   if (sa != op::kSaOverwrite && sa != op::kSaBlockErase && sa != op::kSaCryptoErase &&
       sa != op::kSaExitFailureMode) {
@@ -801,9 +866,14 @@ Task<Response> Device::Impl::sanitize(const Request& r) {
   Response resp;
   resp.transfer_bytes = param_len;
   if (sa == op::kSaExitFailureMode) {
-    co_return resp;  // a sanitize never fails half-way here, so there is no failure mode
+    // An interrupted sanitize is not resumed or remembered across a restart (docs/scsi.md),
+    // so there is no failure mode to leave.
+    co_return resp;
   }
-  std::vector<std::byte> block(block_bytes());
+  auto job = std::make_unique<Sanitize>();
+  job->service_action = sa;
+  job->block.resize(block_bytes());
+  job->total = blocks();
   if (sa == op::kSaOverwrite) {
     // SBC-4 5.30.3: a 4-byte header, then the pattern (1 to block size bytes).
     if (param_len < 5 || r.data_out.size() < param_len) {
@@ -818,29 +888,94 @@ Task<Response> Device::Impl::sanitize(const Request& r) {
     if (pattern_len == 0 || pattern_len > block_bytes() || pattern_len + 4 != param_len) {
       co_return invalid_field(2, {}, false);
     }
-    for (size_t i = 0; i < block.size(); ++i) {
+    for (size_t i = 0; i < job->block.size(); ++i) {
       uint8_t v = p[4 + i % pattern_len];
-      block[i] = static_cast<std::byte>((p[0] & 0x80) != 0 ? ~v : v);  // INVERT
+      job->block[i] = static_cast<std::byte>((p[0] & 0x80) != 0 ? ~v : v);  // INVERT
+    }
+  } else {
+    // Block and crypto erase unmap everything: a thin volume's unmapped blocks read as
+    // zeroes and their chunks are dropped from the store once unreferenced.
+    job->unmap = true;
+  }
+  sanitize_ = std::move(job);
+  CAIRN_LOG(info, "scsi", "{}: sanitize (service action {}) of {} blocks started by {}",
+            volume_.name(), unsigned{sa}, blocks(), nexus.initiator_port);
+  asio::co_spawn(volume_.executor(), run_sanitize(), asio::detached);
+  if (immediate) {
+    co_return resp;  // progress shows in REQUEST SENSE and in every NOT READY
+  }
+  asio::steady_timer wake(volume_.executor(), asio::steady_timer::time_point::max());
+  SanitizeWaiter waiter;
+  waiter.nexus_id = nexus.id;
+  waiter.wake = &wake;
+  sanitize_->waiters.push_back(&waiter);
+  co_await wake.async_wait(use_tuple);  // run_sanitize() or abandon() cancels it
+  if (sanitize_) {                      // abandoned: the sanitize goes on without this frame
+    std::erase(sanitize_->waiters, &waiter);
+  }
+  if (waiter.abandoned) {
+    resp.status = Status::task_aborted;
+    co_return resp;
+  }
+  if (!waiter.result) {
+    co_return volume_error(waiter.result.error(), true);
+  }
+  co_return resp;
+}
+
+Task<void> Device::Impl::run_sanitize() {
+  Sanitize& job = *sanitize_;
+  const uint64_t bs = block_bytes();
+  const uint64_t step = std::max<uint64_t>(1, kSanitizeStepBytes / bs);
+  const uint64_t rate = std::max<uint64_t>(1, options_.sanitize_bytes_per_second);
+  const auto start = std::chrono::steady_clock::now();
+  asio::steady_timer pace(volume_.executor());
+  Result<void> res;
+  while (res && job.next_lba < job.total && !job.cancel) {
+    const uint64_t n = std::min(step, job.total - job.next_lba);
+    res = co_await fill(job.next_lba, n, job.block, job.unmap, false);
+    job.next_lba += n;
+    // Never ahead of the rate: the pass so far may take no less than bytes / rate.
+    const auto due = start + std::chrono::microseconds(job.next_lba * bs * 1'000'000 / rate);
+    if (due > std::chrono::steady_clock::now()) {
+      pace.expires_at(due);
+      co_await pace.async_wait(use_tuple);
     }
   }
-  // Block and crypto erase unmap everything: a thin volume's unmapped blocks read as zeroes
-  // and their chunks are dropped from the store once unreferenced.
-  // Cleared however the command ends, a transport destroying its frame included, so a
-  // lost session never leaves the unit NOT READY.
-  sanitizing_ = true;
-  struct Clear {
-    bool& flag;
-    ~Clear() { flag = false; }
-  } clear{sanitizing_};
-  auto res = co_await fill(0, blocks(), block, sa != op::kSaOverwrite, false);
-  if (res) {
+  if (res && !job.cancel) {
     res = co_await volume_.flush();
   }
   if (!res) {
-    co_return volume_error(res.error(), true);
+    CAIRN_LOG(error, "scsi", "{}: sanitize failed at block {}: {}", volume_.name(), job.next_lba,
+              res.error().message());
+  } else if (job.cancel) {
+    CAIRN_LOG(warn, "scsi", "{}: sanitize interrupted at block {} of {} (node stopping)",
+              volume_.name(), job.next_lba, job.total);
+  } else {
+    CAIRN_LOG(info, "scsi", "{}: sanitized (service action {})", volume_.name(),
+              unsigned{job.service_action});
   }
-  CAIRN_LOG(info, "scsi", "{}: sanitized (service action {:#x})", volume_.name(), sa);
-  co_return resp;
+  for (SanitizeWaiter* w : job.waiters) {
+    if (!w->abandoned) {
+      w->abandoned = job.cancel;  // the command ends as TASK ABORTED, like its session
+      w->result = res;
+      w->wake->cancel();
+    }
+  }
+  sanitize_.reset();
+}
+
+Response Device::Impl::sanitize_in_progress() const {
+  SenseData s;
+  s.key = SenseKey::not_ready;
+  s.asc = Asc::logical_unit_not_ready_sanitize;
+  if (sanitize_ && sanitize_->total > 0) {
+    s.progress = static_cast<uint16_t>(sanitize_->next_lba * 65536 / sanitize_->total);
+  }
+  Response r;
+  r.status = Status::check_condition;
+  r.sense = encode_fixed(s);
+  return r;
 }
 
 Response Device::Impl::request_sense(const Nexus& nexus, const Request& r,
@@ -855,6 +990,10 @@ Response Device::Impl::request_sense(const Nexus& nexus, const Request& r,
     s.key = SenseKey::unit_attention;
     s.asc = it->second.front();
     it->second.pop_front();
+  } else if (sanitize_) {
+    // SBC-4 4.32: REQUEST SENSE reports the sanitize's progress.
+    std::vector<uint8_t> sense = sanitize_in_progress().sense;
+    return send_data(sense, cdb[4], r, data_in);
   }
   std::vector<uint8_t> sense = encode_fixed(s);
   return send_data(sense, cdb[4], r, data_in);

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -79,6 +80,9 @@ struct DeviceOptions {
   // Block Limits VPD MAXIMUM TRANSFER LENGTH: longer READ/WRITE/VERIFY commands are INVALID
   // FIELD IN CDB. libiscsi's suite writes 65536 blocks of 512 bytes in one command.
   uint32_t max_transfer_bytes = 32u << 20;
+  // SANITIZE runs in the background over the whole LBA space at most this fast, so a
+  // sanitize does not starve the other volumes of its reactor and store (iscsi.sanitize_rate).
+  uint64_t sanitize_bytes_per_second = 16u << 20;
 };
 
 class Device {
@@ -94,8 +98,9 @@ class Device {
   [[nodiscard]] blockmap::Volume& volume() noexcept;
 
   // A session logs in (it gets a POWER ON/RESET unit attention) or out (its RESERVE(6)
-  // reservation is released; persistent registrations stay).
-  void attach(const Nexus& nexus);
+  // reservation is released; persistent registrations stay). `drop` ends the session's
+  // connection; a TARGET COLD RESET calls it for every nexus but the one that asked.
+  void attach(const Nexus& nexus, std::function<void()> drop = {});
   void detach(const Nexus& nexus);
 
   // Runs one command. data_in is resized to the bytes to send (already truncated to the
@@ -111,6 +116,19 @@ class Device {
   // ABORT TASK SET / CLEAR TASK SET from `from`: other nexuses see COMMANDS CLEARED BY
   // ANOTHER INITIATOR only for CLEAR TASK SET.
   void clear_task_set(const Nexus& from);
+  // TARGET COLD RESET (SAM-5 6.3.2, RFC 7143 11.5.1): a LUN reset, then every other nexus's
+  // connection is dropped. The caller answers the request and then ends its own session.
+  void target_cold_reset(const Nexus& from);
+  // The transport aborted `nexus`'s tasks (ABORT TASK, a reset, or the session ending): a
+  // command of it that waits for a background operation (SANITIZE with IMMED 0) returns now,
+  // TASK ABORTED, and the operation goes on.
+  void abandon(const Nexus& nexus);
+
+  // A background operation (SANITIZE) runs. It outlives the command and the session that
+  // started it, so whoever owns the Device keeps it (and its volume) until !busy(), or
+  // cancels it with cancel_background() and then waits for !busy().
+  [[nodiscard]] bool busy() const noexcept;
+  void cancel_background();
 
  private:
   class Impl;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -62,10 +63,12 @@ class Device::Impl final : public UnitAttentionSink {
 
   Task<Response> execute(const Nexus& nexus, const Request& request,
                          std::vector<std::byte>& data_in);
-  void attach(const Nexus& nexus);
+  void attach(const Nexus& nexus, std::function<void()> drop);
   void detach(const Nexus& nexus);
   void lun_reset(const Nexus& from);
   void clear_task_set(const Nexus& from);
+  void target_cold_reset(const Nexus& from);
+  void abandon(const Nexus& nexus);
 
   void post(uint64_t nexus_id, Asc asc) override;
   void post_all_except(uint64_t nexus_id, Asc asc) override;
@@ -104,7 +107,11 @@ class Device::Impl final : public UnitAttentionSink {
   Task<Response> synchronize_cache(const Request& r);
   Task<Response> prefetch(const Request& r);
   Task<Response> get_lba_status(const Request& r, std::vector<std::byte>& data_in);
-  Task<Response> sanitize(const Request& r);
+  Task<Response> sanitize(const Nexus& nexus, const Request& r);
+  // The background pass of a SANITIZE over every LBA (sanitize_ holds its state).
+  Task<void> run_sanitize();
+  // NOT READY / SANITIZE IN PROGRESS with the progress indication.
+  [[nodiscard]] Response sanitize_in_progress() const;
   Response request_sense(const Nexus& nexus, const Request& r, std::vector<std::byte>& data_in);
   Response start_stop_unit(const Request& r);
   Response read_defect_data(const Request& r, std::vector<std::byte>& data_in);
@@ -138,9 +145,29 @@ class Device::Impl final : public UnitAttentionSink {
   std::unordered_map<uint64_t, std::deque<Asc>> attentions_;  // per nexus, bounded below
   // Control mode page SWP (software write protect), set by MODE SELECT; a LUN reset clears it.
   bool software_write_protect_ = false;
-  // A SANITIZE is running: every other command but INQUIRY, REPORT LUNS and REQUEST SENSE
-  // is NOT READY / SANITIZE IN PROGRESS (SBC-4 4.32).
-  bool sanitizing_ = false;
+  // Connections to drop on a TARGET COLD RESET, per nexus.
+  std::unordered_map<uint64_t, std::function<void()>> drops_;
+
+  // A running SANITIZE (SBC-4 4.32): every other command but INQUIRY, REPORT LUNS and
+  // REQUEST SENSE is NOT READY / SANITIZE IN PROGRESS until it ends. It runs as its own
+  // coroutine, paced by options_.sanitize_bytes_per_second; commands sent with IMMED 0 wait
+  // for it as `waiters`, unless their nexus abandons them.
+  struct SanitizeWaiter {
+    uint64_t nexus_id = 0;
+    asio::steady_timer* wake = nullptr;
+    bool abandoned = false;
+    Result<void> result;  // how the sanitize ended
+  };
+  struct Sanitize {
+    uint8_t service_action = 0;
+    std::vector<std::byte> block;  // the block every LBA gets (zeroes: unmapped)
+    bool unmap = false;
+    uint64_t next_lba = 0;
+    uint64_t total = 0;
+    bool cancel = false;
+    std::vector<SanitizeWaiter*> waiters;
+  };
+  std::unique_ptr<Sanitize> sanitize_;
 };
 
 // Block Limits VPD (0xB0) values the commands enforce.

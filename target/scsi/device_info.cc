@@ -214,8 +214,10 @@ std::vector<uint8_t> Device::Impl::vpd_page(const Nexus& nexus, uint8_t page) co
       put_be(out, 32, 4, 0x80000000);             // UGAVALID, alignment 0
       put_be(out, 36, 8, 0);                      // MAXIMUM WRITE SAME LENGTH: no limit
       put_be(out, 44, 4, max_transfer_blocks());  // MAXIMUM ATOMIC TRANSFER LENGTH
-      put_be(out, 48, 4, 1);                      // ATOMIC ALIGNMENT
-      put_be(out, 52, 4, 1);                      // ATOMIC TRANSFER LENGTH GRANULARITY
+      // An atomic write covers whole chunks (physical blocks), so that no chunk is half old,
+      // half new: write() refuses others.
+      put_be(out, 48, 4, lbppb);  // ATOMIC ALIGNMENT
+      put_be(out, 52, 4, lbppb);  // ATOMIC TRANSFER LENGTH GRANULARITY
       return out;
     }
     case 0xB1:  // block device characteristics (SBC-4 6.6.2)

@@ -44,7 +44,7 @@ enum class Asc : uint16_t {
   invalid_release_of_persistent_reservation = 0x2604,
   too_many_segment_descriptors = 0x2608,
   unsupported_segment_descriptor_type = 0x2609,
-  unsupported_target_descriptor_type = 0x260A,
+  unsupported_target_descriptor_type = 0x2607,
   write_protected = 0x2700,
   software_write_protected = 0x2702,
   space_allocation_failed_write_protect = 0x2707,
@@ -80,6 +80,9 @@ struct SenseData {
   bool in_cdb = true;  // C/D bit: the field pointer points into the CDB (else parameter data)
   // INFORMATION field (for example, the first miscompared byte's offset); VALID bit when set.
   std::optional<uint64_t> information;
+  // SENSE KEY SPECIFIC progress indication (SPC-5 4.4.3.2.4) for NOT READY while a
+  // background operation runs: the fraction done, in 65536ths.
+  std::optional<uint16_t> progress;
 };
 
 // 18 bytes of fixed-format sense (response code 0x70, current error).
@@ -107,6 +110,10 @@ struct SenseData {
     }
     out[16] = static_cast<uint8_t>(*s.field_pointer >> 8);
     out[17] = static_cast<uint8_t>(*s.field_pointer & 0xFF);
+  } else if (s.progress) {
+    out[15] = 0x80;  // SKSV
+    out[16] = static_cast<uint8_t>(*s.progress >> 8);
+    out[17] = static_cast<uint8_t>(*s.progress & 0xFF);
   }
   return out;
 }

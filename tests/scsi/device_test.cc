@@ -223,7 +223,7 @@ TEST_F(DeviceTest, VerifyBytchkMiscompare) {
   EXPECT_EQ(r.sense[6], 700 & 0xFF);
 }
 
-TEST_F(DeviceTest, LunResetPostsUnitAttentionToOtherNexuses) {
+TEST_F(DeviceTest, LunResetPostsUnitAttentionToEveryNexus) {
   open();
   Nexus other = nexus;
   other.id = 2;
@@ -234,8 +234,115 @@ TEST_F(DeviceTest, LunResetPostsUnitAttentionToOtherNexuses) {
   device->lun_reset(me);
   expect_sense(run({0x00, 0, 0, 0, 0, 0}), 0x6, 0x2903);
   EXPECT_EQ(run({0x00, 0, 0, 0, 0, 0}).status, Status::good);
+  // The nexus that sent the reset sees it too (libiscsi's MultipathIO.Reset checks this).
   nexus = me;
+  expect_sense(run({0x00, 0, 0, 0, 0, 0}), 0x6, 0x2903);
   EXPECT_EQ(run({0x00, 0, 0, 0, 0, 0}).status, Status::good);
+}
+
+TEST_F(DeviceTest, TargetColdResetDropsTheOtherSessions) {
+  open();
+  int dropped_other = 0;
+  int dropped_me = 0;
+  Nexus other = nexus;
+  other.id = 2;
+  device->attach(other, [&] { dropped_other++; });
+  Nexus me = nexus;
+  me.id = 3;
+  device->attach(me, [&] { dropped_me++; });
+  device->target_cold_reset(me);
+  EXPECT_EQ(dropped_other, 1);
+  EXPECT_EQ(dropped_me, 0);  // its transport answers the TMF, then ends itself
+  device->detach(other);
+  device->target_cold_reset(me);
+  EXPECT_EQ(dropped_other, 1);  // detached: no longer dropped
+}
+
+TEST_F(DeviceTest, SanitizeRunsInTheBackgroundAndReportsProgress) {
+  open();
+  auto data = test::pattern(4096, 3);
+  ASSERT_EQ(run(cdb16(0x8A, 0, 8), data).status, Status::good);
+  // OVERWRITE (service action 1) with IMMED: a 4-byte pattern, inverted: no.
+  const std::vector<std::byte> params = {std::byte{0x01}, std::byte{0},    std::byte{0},
+                                         std::byte{4},    std::byte{0xAA}, std::byte{0xBB},
+                                         std::byte{0xCC}, std::byte{0xDD}};
+  ASSERT_EQ(run({0x48, 0x81, 0, 0, 0, 0, 0, 0, 8, 0}, params).status, Status::good);
+  ASSERT_TRUE(device->busy());
+  auto tur = run({0x00, 0, 0, 0, 0, 0});
+  expect_sense(tur, 0x2, 0x041B);
+  EXPECT_EQ(tur.sense[15] & 0x80, 0x80);                        // SKSV: progress indication
+  EXPECT_EQ(run({0x12, 0, 0, 0, 96, 0}).status, Status::good);  // INQUIRY still works
+  ASSERT_EQ(run({0x03, 0, 0, 0, 18, 0}).status, Status::good);  // REQUEST SENSE
+  EXPECT_EQ(static_cast<uint8_t>(data_in[2]) & 0x0F, 0x2);
+  EXPECT_EQ(static_cast<uint8_t>(data_in[12]) << 8 | static_cast<uint8_t>(data_in[13]), 0x041B);
+  // A second session that leaves does not stop it.
+  Nexus other = nexus;
+  other.id = 2;
+  device->attach(other);
+  device->detach(other);
+  ctx.restart();
+  while (device->busy() && ctx.run_one() > 0) {
+  }
+  ASSERT_FALSE(device->busy());
+  EXPECT_EQ(run({0x00, 0, 0, 0, 0, 0}).status, Status::good);
+  ASSERT_EQ(run(cdb16(0x88, 7, 1)).status, Status::good);
+  ASSERT_EQ(data_in.size(), 512u);
+  for (size_t i = 0; i < data_in.size(); ++i) {
+    ASSERT_EQ(data_in[i], params[4 + i % 4]) << i;
+  }
+}
+
+TEST_F(DeviceTest, AbandonedSanitizeCommandEndsButTheSanitizeGoesOn) {
+  open();
+  // BLOCK ERASE without IMMED waits; abandoning its nexus's commands ends the wait.
+  cdb_ = {0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0};
+  Request req;
+  req.cdb = cdb_;
+  std::optional<Response> result;
+  asio::co_spawn(ctx, device->execute(nexus, req, data_in),
+                 [&](std::exception_ptr, Response r) { result = std::move(r); });
+  ctx.restart();
+  while (!device->busy() && ctx.run_one() > 0) {
+  }
+  ASSERT_TRUE(device->busy());
+  device->abandon(nexus);
+  while (!result && ctx.run_one() > 0) {
+  }
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, Status::task_aborted);
+  EXPECT_TRUE(device->busy());
+  device->cancel_background();
+  while (device->busy() && ctx.run_one() > 0) {
+  }
+  EXPECT_FALSE(device->busy());
+}
+
+TEST_F(DeviceTest, WriteAtomicCoversWholeChunks) {
+  open();  // 512-byte blocks, 4 KiB chunks: 8 blocks per physical block
+  ASSERT_EQ(run({0x12, 0x01, 0xB0, 0, 0xFF, 0}).status, Status::good);
+  auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      v = v << 8 | static_cast<uint8_t>(data_in[at + i]);
+    }
+    return v;
+  };
+  EXPECT_EQ(be32(48), 8u);  // ATOMIC ALIGNMENT
+  EXPECT_EQ(be32(52), 8u);  // ATOMIC TRANSFER LENGTH GRANULARITY
+  auto atomic = [](uint64_t lba, uint16_t count) {
+    std::vector<uint8_t> c(16, 0);
+    c[0] = 0x9C;
+    for (int i = 0; i < 8; ++i) {
+      c[2 + i] = static_cast<uint8_t>(lba >> (56 - 8 * i));
+    }
+    c[12] = static_cast<uint8_t>(count >> 8);
+    c[13] = static_cast<uint8_t>(count);
+    return c;
+  };
+  auto data = test::pattern(4096, 9);
+  EXPECT_EQ(run(atomic(8, 8), data).status, Status::good);
+  expect_sense(run(atomic(1, 8), data), 0x5, 0x2400);
+  expect_sense(run(atomic(0, 1), std::span(data).first(512)), 0x5, 0x2400);
 }
 
 TEST_F(DeviceTest, SoftwareWriteProtectThroughModeSelect) {
@@ -252,6 +359,7 @@ TEST_F(DeviceTest, SoftwareWriteProtectThroughModeSelect) {
   params[4 + 3] = std::byte{0};
   expect_sense(run(select, params), 0x5, 0x2600);
   device->lun_reset(nexus);
+  expect_sense(run(cdb16(0x8A, 0, 1), data), 0x6, 0x2903);
   EXPECT_EQ(run(cdb16(0x8A, 0, 1), data).status, Status::good);
 }
 
