@@ -14,6 +14,7 @@
 #include "io/errors.h"
 #include "target/scsi/big_endian.h"
 #include "target/scsi/check_condition.h"
+#include "target/scsi/parameter_data.h"
 
 namespace cairn::target::scsi {
 namespace {
@@ -669,13 +670,7 @@ Task<Response> Reservations::persistent_reserve_in(const Nexus& nexus, std::span
     default:
       co_return invalid_cdb(1, 4);
   }
-  if (out.size() > allocation) {
-    out.resize(allocation);
-  }
-  data_in = std::move(out);
-  Response r;
-  r.transfer_bytes = allocation;
-  co_return r;
+  co_return parameter_data(std::move(out), allocation, data_in);
 }
 
 // ---------------------------------------------------------------------------------------

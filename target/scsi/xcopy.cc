@@ -8,6 +8,7 @@
 #include "blockmap/errors.h"
 #include "target/scsi/big_endian.h"
 #include "target/scsi/check_condition.h"
+#include "target/scsi/parameter_data.h"
 #include "target/scsi/sense.h"
 
 namespace cairn::target::scsi {
@@ -355,13 +356,7 @@ Task<Response> CopyManager::receive_copy_results(const Nexus& nexus, std::span<c
     bad.transfer_bytes = allocation;
     co_return bad;
   }
-  if (out.size() > allocation) {
-    out.resize(allocation);
-  }
-  data_in = std::move(out);
-  Response r;
-  r.transfer_bytes = allocation;
-  co_return r;
+  co_return parameter_data(std::move(out), allocation, data_in);
 }
 
 std::vector<uint8_t> CopyManager::third_party_copy_vpd(uint32_t block_size_bytes) {
