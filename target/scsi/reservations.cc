@@ -12,6 +12,9 @@
 #include "base/assert.h"
 #include "base/log.h"
 #include "io/errors.h"
+#include "target/scsi/big_endian.h"
+#include "target/scsi/check_condition.h"
+#include "target/scsi/parameter_data.h"
 
 namespace cairn::target::scsi {
 namespace {
@@ -263,30 +266,6 @@ void take_reservation(Reservations::State& s, const Reservations::Registration& 
   }
 }
 
-uint16_t get16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-uint32_t get32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
-         static_cast<uint32_t>(p[2]) << 8 | p[3];
-}
-uint64_t get64(const uint8_t* p) {
-  return static_cast<uint64_t>(get32(p)) << 32 | get32(p + 4);
-}
-
-void put16(std::vector<std::byte>& out, size_t at, uint16_t v) {
-  out[at] = std::byte(v >> 8);
-  out[at + 1] = std::byte(v & 0xFF);
-}
-void put32(std::vector<std::byte>& out, size_t at, uint32_t v) {
-  put16(out, at, static_cast<uint16_t>(v >> 16));
-  put16(out, at + 2, static_cast<uint16_t>(v & 0xFFFF));
-}
-void put64(std::vector<std::byte>& out, size_t at, uint64_t v) {
-  put32(out, at, static_cast<uint32_t>(v >> 32));
-  put32(out, at + 4, static_cast<uint32_t>(v & 0xFFFFFFFF));
-}
-
 Response conflict(uint32_t transfer_bytes) {
   Response r;
   r.status = Status::reservation_conflict;
@@ -294,30 +273,8 @@ Response conflict(uint32_t transfer_bytes) {
   return r;
 }
 
-Response check(SenseKey key, Asc asc, std::optional<uint16_t> field = std::nullopt,
-               bool in_cdb = true, std::optional<uint8_t> bit = std::nullopt) {
-  SenseData s;
-  s.key = key;
-  s.asc = asc;
-  s.field_pointer = field;
-  s.in_cdb = in_cdb;
-  s.bit_pointer = bit;
-  Response r;
-  r.status = Status::check_condition;
-  r.sense = encode_fixed(s);
-  return r;
-}
-
-Response invalid_cdb(uint16_t byte, std::optional<uint8_t> bit = std::nullopt) {
-  return check(SenseKey::illegal_request, Asc::invalid_field_in_cdb, byte, true, bit);
-}
-
 Response invalid_param(uint16_t byte, std::optional<uint8_t> bit = std::nullopt) {
-  return check(SenseKey::illegal_request, Asc::invalid_field_in_parameter_list, byte, false, bit);
-}
-
-Response param_length_error() {
-  return check(SenseKey::illegal_request, Asc::parameter_list_length_error);
+  return bad_param(Asc::invalid_field_in_parameter_list, byte, bit);
 }
 
 // An iSCSI TransportID (SPC-5 7.6.4.6) read from a parameter list: the initiator port name
@@ -713,13 +670,7 @@ Task<Response> Reservations::persistent_reserve_in(const Nexus& nexus, std::span
     default:
       co_return invalid_cdb(1, 4);
   }
-  if (out.size() > allocation) {
-    out.resize(allocation);
-  }
-  data_in = std::move(out);
-  Response r;
-  r.transfer_bytes = allocation;
-  co_return r;
+  co_return parameter_data(std::move(out), allocation, data_in);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -937,12 +888,21 @@ Reservations::Change Reservations::pr_register(const Nexus& nexus, const ProutPa
   return c;
 }
 
-Reservations::Change Reservations::pr_reserve(const Nexus& nexus, const ProutParams& p) const {
-  Change c;
+const Reservations::Registration* Reservations::start_change(Change& c, const Nexus& nexus,
+                                                             const ProutParams& p) const {
   c.next = state_;
   const Registration* mine = find(state_, nexus);
   if (mine == nullptr || mine->key != p.key) {
     c.done = conflict(0);
+    return nullptr;
+  }
+  return mine;
+}
+
+Reservations::Change Reservations::pr_reserve(const Nexus& nexus, const ProutParams& p) const {
+  Change c;
+  const Registration* mine = start_change(c, nexus, p);
+  if (mine == nullptr) {
     return c;
   }
   if (state_.type != PrType::none) {
@@ -957,10 +917,8 @@ Reservations::Change Reservations::pr_reserve(const Nexus& nexus, const ProutPar
 
 Reservations::Change Reservations::pr_release(const Nexus& nexus, const ProutParams& p) const {
   Change c;
-  c.next = state_;
-  const Registration* mine = find(state_, nexus);
-  if (mine == nullptr || mine->key != p.key) {
-    c.done = conflict(0);
+  const Registration* mine = start_change(c, nexus, p);
+  if (mine == nullptr) {
     return c;
   }
   if (state_.type == PrType::none || !holds(state_, *mine)) {
@@ -984,10 +942,8 @@ Reservations::Change Reservations::pr_release(const Nexus& nexus, const ProutPar
 
 Reservations::Change Reservations::pr_clear(const Nexus& nexus, const ProutParams& p) const {
   Change c;
-  c.next = state_;
-  const Registration* mine = find(state_, nexus);
-  if (mine == nullptr || mine->key != p.key) {
-    c.done = conflict(0);
+  const Registration* mine = start_change(c, nexus, p);
+  if (mine == nullptr) {
     return c;
   }
   // 5.14.11.3: every other registered nexus gets RESERVATIONS PREEMPTED.
@@ -1002,13 +958,11 @@ Reservations::Change Reservations::pr_clear(const Nexus& nexus, const ProutParam
 
 Reservations::Change Reservations::pr_preempt(const Nexus& nexus, const ProutParams& p) const {
   Change c;
-  c.next = state_;
-  State& s = c.next;
-  const Registration* mine = find(state_, nexus);
-  if (mine == nullptr || mine->key != p.key) {
-    c.done = conflict(0);
+  const Registration* mine = start_change(c, nexus, p);
+  if (mine == nullptr) {
     return c;
   }
+  State& s = c.next;
   const Registration self = *mine;
   // Removes the registrations matching `pred`, except the preempting nexus's own, and sends
   // them REGISTRATIONS PREEMPTED. Returns how many went.
@@ -1072,13 +1026,11 @@ Reservations::Change Reservations::pr_preempt(const Nexus& nexus, const ProutPar
 Reservations::Change Reservations::pr_register_and_move(const Nexus& nexus,
                                                         const ProutParams& p) const {
   Change c;
-  c.next = state_;
-  State& s = c.next;
-  const Registration* mine = find(state_, nexus);
-  if (mine == nullptr || mine->key != p.key) {
-    c.done = conflict(0);
+  const Registration* mine = start_change(c, nexus, p);
+  if (mine == nullptr) {
     return c;
   }
+  State& s = c.next;
   // 5.14.8: only the holder of a single-holder reservation can move it.
   if (state_.type == PrType::none || all_registrants(state_.type) || !holds(state_, *mine)) {
     c.done = conflict(0);

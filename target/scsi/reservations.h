@@ -142,6 +142,10 @@ class Reservations {
   // Parses and checks a PR OUT's CDB and parameter list into `p`; the error Response if bad.
   static std::optional<Response> parse_prout(std::span<const uint8_t> cdb,
                                              std::span<const std::byte> data_out, ProutParams& p);
+  // Starts a PR OUT change from the current state. Returns the nexus's registration, or
+  // nullptr with `c.done` set to RESERVATION CONFLICT when the nexus is not registered with
+  // the reservation key `p` gives (every PR OUT service action but the two REGISTERs).
+  const Registration* start_change(Change& c, const Nexus& nexus, const ProutParams& p) const;
   Change pr_register(const Nexus& nexus, const ProutParams& p, bool ignore_existing) const;
   Change pr_reserve(const Nexus& nexus, const ProutParams& p) const;
   Change pr_release(const Nexus& nexus, const ProutParams& p) const;

@@ -6,6 +6,9 @@
 
 #include "base/log.h"
 #include "blockmap/errors.h"
+#include "target/scsi/big_endian.h"
+#include "target/scsi/check_condition.h"
+#include "target/scsi/parameter_data.h"
 #include "target/scsi/sense.h"
 
 namespace cairn::target::scsi {
@@ -41,55 +44,6 @@ constexpr auto kTooManySegmentDescriptors = static_cast<Asc>(0x2608);
 constexpr auto kUnsupportedSegmentType = static_cast<Asc>(0x2609);
 constexpr auto kUnexpectedInexactSegment = static_cast<Asc>(0x260A);
 constexpr auto kOperationInProgress = static_cast<Asc>(0x0016);
-
-uint16_t get16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-uint32_t get32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
-         static_cast<uint32_t>(p[2]) << 8 | p[3];
-}
-uint64_t get64(const uint8_t* p) {
-  return static_cast<uint64_t>(get32(p)) << 32 | get32(p + 4);
-}
-
-template <class Byte>
-void put16(std::vector<Byte>& out, size_t at, uint16_t v) {
-  out[at] = Byte(v >> 8);
-  out[at + 1] = Byte(v & 0xFF);
-}
-template <class Byte>
-void put32(std::vector<Byte>& out, size_t at, uint32_t v) {
-  put16(out, at, static_cast<uint16_t>(v >> 16));
-  put16(out, at + 2, static_cast<uint16_t>(v & 0xFFFF));
-}
-
-Response check(SenseKey key, Asc asc, std::optional<uint16_t> field = std::nullopt,
-               bool in_cdb = true, std::optional<uint8_t> bit = std::nullopt) {
-  SenseData s;
-  s.key = key;
-  s.asc = asc;
-  s.field_pointer = field;
-  s.in_cdb = in_cdb;
-  s.bit_pointer = bit;
-  Response r;
-  r.status = Status::check_condition;
-  r.sense = encode_fixed(s);
-  return r;
-}
-
-Response invalid_cdb(uint16_t byte, std::optional<uint8_t> bit = std::nullopt) {
-  return check(SenseKey::illegal_request, Asc::invalid_field_in_cdb, byte, true, bit);
-}
-
-// ILLEGAL REQUEST with a field pointer into the parameter list.
-Response bad_param(Asc asc, size_t byte, std::optional<uint8_t> bit = std::nullopt) {
-  return check(SenseKey::illegal_request, asc, static_cast<uint16_t>(byte), false, bit);
-}
-
-Response param_length_error() {
-  return check(SenseKey::illegal_request, Asc::parameter_list_length_error);
-}
 
 // COPY ABORTED for an error while processing segment `index` (SPC-4 6.4.5): the segment's
 // number in COMMAND-SPECIFIC INFORMATION and a segment pointer (SD = 1: relative to the
@@ -402,13 +356,7 @@ Task<Response> CopyManager::receive_copy_results(const Nexus& nexus, std::span<c
     bad.transfer_bytes = allocation;
     co_return bad;
   }
-  if (out.size() > allocation) {
-    out.resize(allocation);
-  }
-  data_in = std::move(out);
-  Response r;
-  r.transfer_bytes = allocation;
-  co_return r;
+  co_return parameter_data(std::move(out), allocation, data_in);
 }
 
 std::vector<uint8_t> CopyManager::third_party_copy_vpd(uint32_t block_size_bytes) {

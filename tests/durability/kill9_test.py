@@ -17,6 +17,7 @@ Runs under /usr/bin/python3 (Debian's python3-libnbd). Usage:
 The seed is printed; CAIRN_SEED=S replays a run.
 """
 import argparse
+import json
 import os
 import random
 import shutil
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 try:
     import nbd
@@ -56,26 +58,40 @@ def free_port():
 class Node:
     def __init__(self, cairnd, data_dir, log):
         self.cairnd, self.data_dir, self.log = cairnd, data_dir, log
-        self.port = free_port()
+        self.port = None
         self.proc = None
 
     def start(self):
+        # Fresh ports on every start: a process killed with SIGKILL can leave its listening
+        # sockets open for a while after it is reaped (pending io_uring requests keep them
+        # alive until the kernel tears the ring down), so on the old port a probe could reach
+        # the dead daemon's listener, which then resets the connection, and the new daemon
+        # could fail to bind.
+        self.port = free_port()
+        admin_port = free_port()
         self.proc = subprocess.Popen(
             [self.cairnd, "--set", f"node.data_dir={self.data_dir}",
              "--set", f"nbd.port={self.port}", "--set", "nbd.address=127.0.0.1",
-             "--set", f"admin.port={free_port()}", "--set", f"iscsi.port={free_port()}",
+             "--set", f"admin.port={admin_port}", "--set", "admin.address=127.0.0.1",
+             "--set", f"iscsi.port={free_port()}",
              "--demo-volume", f"{VOLUME}:{BLOCKS * BLOCK}"],
             stdout=self.log, stderr=self.log)
+        # Ready is the admin API listing the volume: cairnd opens the admin listener last,
+        # after recovery and after the NBD listener (tools/node.cc, start_node).
+        url = f"http://127.0.0.1:{admin_port}/v1/volumes"
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cairnd exited with {self.proc.returncode} during start-up")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("cairnd did not start listening within 30 s")
+                with urllib.request.urlopen(url, timeout=1) as reply:
+                    names = [v.get("name") for v in json.load(reply)["volumes"]]
+                    if VOLUME in names:
+                        return
+            except (OSError, ValueError, KeyError):
+                pass  # not listening yet (urllib's errors are OSErrors), or not yet serving
+            time.sleep(0.05)
+        raise RuntimeError("cairnd did not become ready within 30 s")
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)

@@ -26,9 +26,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-cache="${CAIRN_VM_CACHE:-$repo/build/vm-cache}"
-timeout_s="${CAIRN_VM_TIMEOUT:-300}"
+source "$here/lib.sh" # sets repo, and cache and timeout_s from the environment
 mode=""
 cairnd=""
 cairn=""
@@ -60,32 +58,13 @@ if [[ -z "$mode" ]]; then
   cairn="${args[1]}"
 fi
 
-skip() {
-  if [[ "${CI:-}" == "true" ]]; then
-    echo "FAIL: $* (a skip is a failure under CI=true)" >&2
-    exit 1
-  fi
-  echo "SKIPPED: $*" >&2
-  exit 77
-}
-
-command -v qemu-system-x86_64 >/dev/null ||
-  skip "qemu-system-x86_64 is missing (apt-get install -y qemu-system-x86)"
 if [[ "$mode" == tgt ]]; then
   command -v tgtd >/dev/null || skip "tgtd is missing (apt-get install -y tgt)"
 elif [[ ! -x "$cairnd" || ! -x "$cairn" ]]; then
   echo "FAIL: '$cairnd' or '$cairn' is not executable" >&2
   exit 1
 fi
-
-rc=0
-"$here/build-image.sh" "$cache" || rc=$?
-if [[ $rc -eq 77 ]]; then
-  skip "the guest image cannot be built (see above)"
-elif [[ $rc -ne 0 ]]; then
-  echo "FAIL: build-image.sh exited $rc" >&2
-  exit 1
-fi
+vm_prepare_image
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cairn-vm-iscsi.XXXXXX")"
 logdir="$cache/logs/iscsi"
@@ -97,44 +76,11 @@ cleanup() {
     kill -KILL "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
-  # The logs of the last run stay next to the image for inspection.
-  mkdir -p "$logdir"
-  rm -f "$logdir"/*.log
-  cp "$work"/*.log "$logdir/" 2>/dev/null || true
-  rm -rf "$work"
+  vm_keep_logs
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
-print(s.getsockname()[1])'
-}
-
 source "$repo/tests/conformance/tgt.sh"
-
-show_logs() {
-  echo "---- guest log (tail) ----" >&2
-  tail -n 80 "$work/guest.log" >&2 2>/dev/null || true
-  local log
-  for log in "$work"/server.log "$work"/tgtd.log; do
-    [[ -f "$log" ]] || continue
-    # A sanitizer report is more useful from its start than from its tail.
-    if grep -aqE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$log"; then
-      echo "---- $(basename "$log") (sanitizer report) ----" >&2
-      grep -aE -m1 -A40 "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$log" >&2
-    else
-      echo "---- $(basename "$log") (tail) ----" >&2
-      tail -n 40 "$log" >&2
-    fi
-  done
-}
-
-fail() {
-  echo "FAIL: $*" >&2
-  show_logs
-  echo "full logs: $logdir/" >&2
-  exit 1
-}
 
 wait_port() {
   local port="$1" i
@@ -176,7 +122,7 @@ stop_cairn() {
   wait "$server_pid" || rc=$?
   server_pid=""
   [[ $rc -eq 0 ]] || fail "the guest passed, but cairnd exited with status $rc after SIGTERM"
-  if grep -aqE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$work/server.log"; then
+  if grep -aqE "$vm_sanitizer_report" "$work/server.log"; then
     fail "cairnd logged a sanitizer report"
   fi
 }
@@ -205,61 +151,15 @@ start_tgt() {
   fi
 }
 
-# Boots the guest once with the given accelerator ("kvm" or "tcg"); the serial console goes to
-# $work/guest.log. Returns qemu's status (124 or 137 on timeout).
+# Boots the guest once with accelerator $1 against the two targets.
 boot() {
   local accel="$1"
-  local kernel="$cache/vmlinux"
-  [[ -f "$kernel" ]] || kernel="$cache/vmlinuz"
   local append="console=ttyS0 panic=-1 cairn.test=iscsi cairn.host=10.0.2.2"
   append+=" cairn.port=$iscsi_port cairn.volume=$iqn1 cairn.size=$size1"
   append+=" cairn.chap=$chap_cred cairn.volume2=$iqn2 cairn.size2=$size2"
   append+=" cairn.mutual=$mutual_cred"
   [[ "$mode" == tgt ]] && append+=" cairn.static=1"
-  timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel "$accel" -m 1024 -smp 1 \
-    -kernel "$kernel" -initrd "$cache/initramfs.cpio" -append "$append" \
-    -nographic -vga none -no-reboot -netdev user,id=net0 \
-    -device virtio-net-pci,netdev=net0,romfile= \
-    </dev/null >"$work/guest.log" 2>&1
-}
-
-check_qemu_status() {
-  local rc="$1"
-  [[ $rc -eq 124 || $rc -eq 137 ]] && fail "the guest did not finish within $timeout_s s"
-  [[ $rc -eq 0 ]] || fail "qemu exited with status $rc"
-}
-
-# As in nbd-kernel-test.sh: a KVM boot that prints no kernel banner within 10 s falls back to
-# software emulation, and that verdict is remembered in the cache for this host kernel and qemu.
-accel=""
-run_guest() {
-  local rc=0
-  local kvm_verdict="$cache/kvm-broken" host_id
-  host_id="$(uname -r) $(qemu-system-x86_64 --version | head -n1)"
-  if [[ -r /dev/kvm && -w /dev/kvm && "${CAIRN_VM_ACCEL:-auto}" != tcg ]] &&
-    [[ "$(cat "$kvm_verdict" 2>/dev/null)" != "$host_id" ]]; then
-    boot kvm &
-    local qemu=$! i
-    for ((i = 0; i < 100; i++)); do
-      grep -aq "Linux version" "$work/guest.log" 2>/dev/null && break
-      kill -0 "$qemu" 2>/dev/null || break
-      sleep 0.1
-    done
-    if grep -aq "Linux version" "$work/guest.log" 2>/dev/null; then
-      accel=kvm
-      wait "$qemu" || rc=$?
-      check_qemu_status "$rc"
-      return
-    fi
-    kill -TERM "$qemu" 2>/dev/null || true
-    wait "$qemu" || true
-    echo "$host_id" >"$kvm_verdict"
-    echo "KVM did not boot the guest within 10 s; using software emulation from now on" \
-      "(delete $kvm_verdict to retry KVM)" >&2
-  fi
-  accel=tcg
-  boot tcg || rc=$?
-  check_qemu_status "$rc"
+  vm_qemu "$accel" "$append"
 }
 
 main() {
@@ -273,12 +173,7 @@ main() {
   start=$(date +%s.%N)
   run_guest
   end=$(date +%s.%N)
-  # The guest's own result line; the kernel command line never contains it.
-  if ! grep -aq "CAIRN-VM-RESULT: PASS iscsi" "$work/guest.log"; then
-    local why
-    why="$(grep -a "CAIRN-VM-RESULT:" "$work/guest.log" | tail -n1 || true)"
-    fail "the guest did not pass: ${why:-no result line}"
-  fi
+  vm_check_result iscsi
   [[ "$mode" == tgt ]] || stop_cairn
   grep -a "cairn-vm:" "$work/guest.log" | tail -n 3 >&2
   awk -v s="$start" -v e="$end" -v a="$accel" -v m="$mode" 'BEGIN {

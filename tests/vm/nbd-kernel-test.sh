@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Kernel NBD client test (issue 2, M4): boots Debian's kernel under qemu with a busybox initramfs
 # (build-image.sh) whose init (guest-init.sh) attaches a cairn volume as /dev/nbd0 with
 # nbd-client, puts ext4 on it, writes files, disconnects, reconnects, verifies the files, and runs
@@ -22,9 +23,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-cache="${CAIRN_VM_CACHE:-$repo/build/vm-cache}"
-timeout_s="${CAIRN_VM_TIMEOUT:-300}"
+source "$here/lib.sh" # sets repo, and cache and timeout_s from the environment
 server=""
 restart=0
 readonly volume=vmtest
@@ -48,32 +47,13 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$server" ]] || usage
 
-skip() {
-  if [[ "${CI:-}" == "true" ]]; then
-    echo "FAIL: $* (a skip is a failure under CI=true)" >&2
-    exit 1
-  fi
-  echo "SKIPPED: $*" >&2
-  exit 77
-}
-
-command -v qemu-system-x86_64 >/dev/null ||
-  skip "qemu-system-x86_64 is missing (apt-get install -y qemu-system-x86)"
 if [[ "$server" == nbdkit ]]; then
   command -v nbdkit >/dev/null || skip "nbdkit is missing"
 elif [[ ! -x "$server" ]]; then
   echo "FAIL: cairnd '$server' is not executable" >&2
   exit 1
 fi
-
-rc=0
-"$here/build-image.sh" "$cache" || rc=$?
-if [[ $rc -eq 77 ]]; then
-  skip "the guest image cannot be built (see above)"
-elif [[ $rc -ne 0 ]]; then
-  echo "FAIL: build-image.sh exited $rc" >&2
-  exit 1
-fi
+vm_prepare_image
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cairn-vm.XXXXXX")"
 logdir="$cache/logs/nbd$([[ $restart -eq 1 ]] && echo -restart || true)"
@@ -90,48 +70,9 @@ cleanup() {
       sleep 0.1
     done
   fi
-  # The logs of the last run stay next to the image for inspection.
-  mkdir -p "$logdir"
-  rm -f "$logdir"/*.log
-  cp "$work"/*.log "$logdir/" 2>/dev/null || true
-  rm -rf "$work"
+  vm_keep_logs
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
-print(s.getsockname()[1])' 2>/dev/null && return
-  # Without python: a random high port that nothing listens on.
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 20000))
-    [[ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]] && echo "$p" && return
-  done
-}
-
-show_logs() {
-  echo "---- guest log (tail) ----" >&2
-  tail -n 80 "$work/guest.log" >&2 2>/dev/null || true
-  local log
-  for log in "$work"/server*.log; do
-    [[ -f "$log" ]] || continue
-    # A sanitizer report is more useful from its start than from its tail.
-    if grep -aqE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$log"; then
-      echo "---- $(basename "$log") (sanitizer report) ----" >&2
-      grep -aE -m1 -A40 "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$log" >&2
-    else
-      echo "---- $(basename "$log") (tail) ----" >&2
-      tail -n 40 "$log" >&2
-    fi
-  done
-}
-
-fail() {
-  echo "FAIL: $*" >&2
-  show_logs
-  echo "full logs: $logdir/" >&2
-  exit 1
-}
 
 # Starts the server in the background on $1 with its log in $work/$2. The server's pid goes to
 # $work/server.pid and, when it exits, its status to $work/server.rc: the server may be
@@ -200,61 +141,14 @@ restart_watcher() {
   done
 }
 
-# Boots the guest once with the given accelerator ("kvm" or "tcg"); the serial console goes to
-# $work/guest.log. Returns qemu's status (124 or 137 on timeout).
+# Boots the guest once with accelerator $1 against the server on port $2 (and, in the restart
+# mode, port $3 after the restart).
 boot() {
-  local accel="$1" port="$2" limit_s="$3" port2="${4:-}"
-  local kernel="$cache/vmlinux"
-  [[ -f "$kernel" ]] || kernel="$cache/vmlinuz"
+  local accel="$1" port="$2" port2="${3:-}"
   local append="console=ttyS0 panic=-1 cairn.test=nbd cairn.host=10.0.2.2"
   append+=" cairn.port=$port cairn.volume=$volume cairn.size=$size_bytes"
   [[ -z "$port2" ]] || append+=" cairn.port2=$port2"
-  timeout -k 10 "$limit_s" qemu-system-x86_64 -accel "$accel" -m 1024 -smp 1 \
-    -kernel "$kernel" -initrd "$cache/initramfs.cpio" -append "$append" \
-    -nographic -vga none -no-reboot -netdev user,id=net0 \
-    -device virtio-net-pci,netdev=net0,romfile= \
-    </dev/null >"$work/guest.log" 2>&1
-}
-
-# Nested KVM can accept a guest and then never run it (seen on this project's machines), so a
-# KVM boot that prints no kernel banner within 10 s falls back to software emulation, and that
-# verdict is remembered in the cache for this host kernel and qemu. CAIRN_VM_ACCEL=tcg skips KVM.
-accel=""
-run_guest() {
-  local port="$1" port2="${2:-}" rc=0
-  local kvm_verdict="$cache/kvm-broken" host_id
-  host_id="$(uname -r) $(qemu-system-x86_64 --version | head -n1)"
-  if [[ -r /dev/kvm && -w /dev/kvm && "${CAIRN_VM_ACCEL:-auto}" != tcg ]] &&
-    [[ "$(cat "$kvm_verdict" 2>/dev/null)" != "$host_id" ]]; then
-    boot kvm "$port" "$timeout_s" "$port2" &
-    local qemu=$! i
-    for ((i = 0; i < 100; i++)); do
-      grep -aq "Linux version" "$work/guest.log" 2>/dev/null && break
-      kill -0 "$qemu" 2>/dev/null || break
-      sleep 0.1
-    done
-    if grep -aq "Linux version" "$work/guest.log" 2>/dev/null; then
-      accel=kvm
-      wait "$qemu" || rc=$?
-      check_qemu_status "$rc"
-      return
-    fi
-    kill -TERM "$qemu" 2>/dev/null || true
-    wait "$qemu" || true
-    cp "$work/guest.log" "$work/guest-kvm.log"
-    echo "$host_id" >"$kvm_verdict"
-    echo "KVM did not boot the guest within 10 s; using software emulation from now on" \
-      "(delete $kvm_verdict to retry KVM)" >&2
-  fi
-  accel=tcg
-  boot tcg "$port" "$timeout_s" "$port2" || rc=$?
-  check_qemu_status "$rc"
-}
-
-check_qemu_status() {
-  local rc="$1"
-  [[ $rc -eq 124 || $rc -eq 137 ]] && fail "the guest did not finish within $timeout_s s"
-  [[ $rc -eq 0 ]] || fail "qemu exited with status $rc"
+  vm_qemu "$accel" "$append"
 }
 
 main() {
@@ -270,12 +164,7 @@ main() {
   start=$(date +%s.%N)
   run_guest "$port" "$port2"
   end=$(date +%s.%N)
-  # The guest's own result line; the kernel command line never contains it.
-  if ! grep -aq "CAIRN-VM-RESULT: PASS nbd" "$work/guest.log"; then
-    local why
-    why="$(grep -a "CAIRN-VM-RESULT:" "$work/guest.log" | tail -n1 || true)"
-    fail "the guest did not pass: ${why:-no result line}"
-  fi
+  vm_check_result nbd
   if [[ $restart -eq 1 ]]; then
     wait "$watcher_pid" || fail "the restart watcher failed"
     watcher_pid=""
