@@ -7,6 +7,7 @@
 #include "base/assert.h"
 #include "base/log.h"
 #include "blockmap/errors.h"
+#include "target/scsi/check_condition.h"
 #include "target/scsi/device_impl.h"
 #include "target/scsi/opcodes.h"
 
@@ -72,37 +73,17 @@ Extent rw_extent(std::span<const uint8_t> cdb) noexcept {
 }  // namespace
 
 Response check_condition(SenseKey key, Asc asc) {
-  SenseData s;
-  s.key = key;
-  s.asc = asc;
-  Response r;
-  r.status = Status::check_condition;
-  r.sense = encode_fixed(s);
-  return r;
+  return check(key, asc);
 }
 
 Response invalid_field(uint16_t byte, std::optional<uint8_t> bit, bool in_cdb) {
-  SenseData s;
-  s.key = SenseKey::illegal_request;
-  s.asc = in_cdb ? Asc::invalid_field_in_cdb : Asc::invalid_field_in_parameter_list;
-  s.field_pointer = byte;
-  s.bit_pointer = bit;
-  s.in_cdb = in_cdb;
-  Response r;
-  r.status = Status::check_condition;
-  r.sense = encode_fixed(s);
-  return r;
+  return check(SenseKey::illegal_request,
+               in_cdb ? Asc::invalid_field_in_cdb : Asc::invalid_field_in_parameter_list, byte,
+               in_cdb, bit);
 }
 
 Response invalid_opcode() {
-  SenseData s;
-  s.key = SenseKey::illegal_request;
-  s.asc = Asc::invalid_command_operation_code;
-  s.field_pointer = 0;
-  Response r;
-  r.status = Status::check_condition;
-  r.sense = encode_fixed(s);
-  return r;
+  return check(SenseKey::illegal_request, Asc::invalid_command_operation_code, 0);
 }
 
 Response miscompare(uint64_t offset_bytes, uint32_t transfer_bytes) {

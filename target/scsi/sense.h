@@ -44,6 +44,7 @@ enum class Asc : uint16_t {
   invalid_release_of_persistent_reservation = 0x2604,
   too_many_segment_descriptors = 0x2608,
   unsupported_segment_descriptor_type = 0x2609,
+  too_many_target_descriptors = 0x2606,
   unsupported_target_descriptor_type = 0x2607,
   write_protected = 0x2700,
   software_write_protected = 0x2702,

@@ -37,11 +37,6 @@ constexpr uint8_t kInProgress = 0x00;
 constexpr uint8_t kCompleted = 0x01;
 constexpr uint8_t kCompletedWithErrors = 0x02;
 
-// Additional sense codes sense.h does not name (SPC-5 Table 54).
-constexpr auto kTooManyCscdDescriptors = static_cast<Asc>(0x2606);
-constexpr auto kUnsupportedCscdType = static_cast<Asc>(0x2607);
-constexpr auto kTooManySegmentDescriptors = static_cast<Asc>(0x2608);
-constexpr auto kUnsupportedSegmentType = static_cast<Asc>(0x2609);
 constexpr auto kUnexpectedInexactSegment = static_cast<Asc>(0x260A);
 constexpr auto kOperationInProgress = static_cast<Asc>(0x0016);
 
@@ -110,11 +105,11 @@ std::optional<Response> CopyManager::parse(std::span<const uint8_t> list,
   const size_t cscd_end = kHeaderBytes + cscd_bytes;
   while (at < cscd_end) {
     if (cscds.size() == kMaxCscdDescriptors) {
-      return bad_param(kTooManyCscdDescriptors, 2);
+      return bad_param(Asc::too_many_target_descriptors, 2);
     }
     const uint8_t type = list[at];
     if (type != kCscdIdentification) {
-      return bad_param(kUnsupportedCscdType, at);
+      return bad_param(Asc::unsupported_target_descriptor_type, at);
     }
     if (at + kCscdBytes > cscd_end) {
       return bad_param(Asc::invalid_field_in_parameter_list, 2);
@@ -132,12 +127,12 @@ std::optional<Response> CopyManager::parse(std::span<const uint8_t> list,
   const size_t segment_end = cscd_end + segment_bytes;
   while (at < segment_end) {
     if (segments.size() == kMaxSegmentDescriptors) {
-      return bad_param(kTooManySegmentDescriptors, 8);
+      return bad_param(Asc::too_many_segment_descriptors, 8);
     }
     const uint8_t* d = &list[at];
     const uint8_t type = d[0];
     if (type != kSegmentBlockToBlock && type != kSegmentBlockToBlockBytes) {
-      return bad_param(kUnsupportedSegmentType, at);
+      return bad_param(Asc::unsupported_segment_descriptor_type, at);
     }
     if (at + 4 > segment_end) {
       return bad_param(Asc::invalid_field_in_parameter_list, 8);
