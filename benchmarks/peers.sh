@@ -3,7 +3,12 @@
 # nbd engine (issue 2, M6; BRIEF, "Measuring honestly"). Not part of CI.
 #
 #   benchmarks/peers.sh [--runs N] [--runtime S] [--ramp S] [--size SIZE] [--out FILE]
-#                       [--servers LIST] [--cairnd PATH] [--no-build] [--workdir DIR] [--keep]
+#                       [--servers LIST] [--cells LIST] [--cairnd PATH] [--no-build]
+#                       [--workdir DIR] [--keep]
+#
+# Cells (--cells, comma-separated; default all): 4k-randread-qd32, 4k-randread-qd1,
+#   4k-randread-qd32-2jobs, 1m-read-qd8, 4k-randwrite-qd32, 4k-randwrite-qd1, 1m-write-qd8.
+#   With --cells the iSCSI section (benchmarks/iscsi-perf.sh) is skipped.
 #
 # Servers (--servers, comma-separated; default all):
 #   cairnd       two instances of the release build, each on its own data dir in the work dir:
@@ -34,13 +39,14 @@ servers="cairnd,qemu-nbd,nbdkit-file,nbdkit-null"
 cairnd_bin=""
 build=1
 workdir_arg=""
+cells_arg=""
 
 bench_name=peers.sh
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 
 usage() {
-  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -51,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --size) size="$2"; shift 2 ;;
     --out) out_file="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
+    --cells) cells_arg="$2"; shift 2 ;;
     --cairnd) cairnd_bin="$2"; build=0; shift 2 ;;
     --no-build) build=0; shift ;;
     --workdir) workdir_arg="$2"; shift 2 ;;
@@ -193,6 +200,12 @@ declare -A cell_args=(
 )
 cells=(4k-randread-qd32 4k-randread-qd1 4k-randread-qd32-2jobs 1m-read-qd8
   4k-randwrite-qd32 4k-randwrite-qd1 1m-write-qd8)
+if [[ -n "$cells_arg" ]]; then
+  IFS=, read -r -a cells <<<"$cells_arg"
+  for cell in "${cells[@]}"; do
+    [[ -n "${cell_args[$cell]:-}" ]] || bench_die "unknown cell '$cell'"
+  done
+fi
 
 run_cell() {
   local name="$1" cell="$2" run="$3"
@@ -252,7 +265,7 @@ PY
 
 report="$(python3 "$here/fio_json.py" peers "$results")"
 # The iSCSI rows, same run: cairnd's iSCSI target against tgt (benchmarks/iscsi-perf.sh).
-if want cairnd && command -v iscsi-perf >/dev/null && command -v tgtd >/dev/null; then
+if want cairnd && [[ -z "$cells_arg" ]] && command -v iscsi-perf >/dev/null && command -v tgtd >/dev/null; then
   report+=$'\n'"$("$here/iscsi-perf.sh" --section --cairnd "$cairnd_bin" --runs "$runs" \
     --size "$size" --workdir "$workdir/iscsi" || echo "(benchmarks/iscsi-perf.sh failed)")"
 fi

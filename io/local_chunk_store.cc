@@ -513,7 +513,10 @@ Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& 
 }
 
 // Copies the new chunks into a staging buffer and writes each run of adjacent chunks with one
-// request.
+// request. The runs are written concurrently: when free space is fragmented (after small
+// random overwrites) a 1 MiB put can become hundreds of runs, and awaiting them one after
+// another made such a put cost hundreds of disk round trips (1M writes fell from 420 to
+// 47 MB/s after a 4K random-write phase).
 Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
   uint64_t total = 0;
   for (const Plan::Fresh& f : plan.fresh) {
@@ -530,23 +533,65 @@ Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
   if (staging.size() < total) {
     staging.resize(std::max(total, options_.max_put_bytes));
   }
-  std::size_t i = 0;
-  Result<void> result;
-  while (i < plan.fresh.size() && result) {
+  // Each run: its disk offset, where it starts in the staging buffer, and its length.
+  struct Run {
+    uint64_t offset_bytes;
+    uint64_t staged_at;
+    uint64_t length_bytes;
+  };
+  std::vector<Run> runs;
+  uint64_t staged = 0;
+  for (std::size_t i = 0; i < plan.fresh.size();) {
     std::size_t j = i;
     uint64_t run_bytes = 0;
     while (j < plan.fresh.size() &&
            plan.fresh[j].offset_bytes == plan.fresh[i].offset_bytes + run_bytes) {
       const Plan::Fresh& f = plan.fresh[j];
-      std::memcpy(staging.data() + run_bytes, f.data.data(), f.data.size());
-      std::memset(staging.data() + run_bytes + f.data.size(), 0,
-                  padded(f.data.size()) - f.data.size());
+      std::byte* to = staging.data() + staged + run_bytes;
+      std::memcpy(to, f.data.data(), f.data.size());
+      std::memset(to + f.data.size(), 0, padded(f.data.size()) - f.data.size());
       run_bytes += padded(f.data.size());
       ++j;
     }
-    result = co_await data_.write(plan.fresh[i].offset_bytes,
-                                  std::span<const std::byte>(staging.data(), run_bytes));
+    runs.push_back(Run{plan.fresh[i].offset_bytes, staged, run_bytes});
+    staged += run_bytes;
     i = j;
+  }
+  Result<void> result;
+  if (runs.size() == 1) {
+    result = co_await data_.write(runs[0].offset_bytes,
+                                  std::span<const std::byte>(staging.data(), runs[0].length_bytes));
+  } else {
+    // The writes run on this (single-threaded) owner reactor; the last one wakes the caller.
+    struct Fanout {
+      explicit Fanout(const asio::any_io_executor& ex)
+          : done(ex, asio::steady_timer::time_point::max()) {}
+      std::size_t pending = 0;
+      Result<void> result;
+      asio::steady_timer done;
+    };
+    Fanout fan(options_.owner);
+    fan.pending = runs.size();
+    for (const Run& run : runs) {
+      asio::co_spawn(
+          options_.owner,
+          [this, &fan, run,
+           data = std::span<const std::byte>(staging.data() + run.staged_at,
+                                             run.length_bytes)]() -> Task<void> {
+            auto r = co_await data_.write(run.offset_bytes, data);
+            if (!r && fan.result) {
+              fan.result = r;
+            }
+            if (--fan.pending == 0) {
+              fan.done.cancel();
+            }
+          },
+          asio::detached);
+    }
+    while (fan.pending > 0) {
+      co_await fan.done.async_wait(use_tuple);
+    }
+    result = fan.result;
   }
   staging_pool_.push_back(std::move(staging));
   co_return result;

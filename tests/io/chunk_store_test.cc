@@ -178,6 +178,43 @@ TEST(LocalChunkStore, FullStoreSaysNoSpaceAndRecovers) {
   EXPECT_EQ(s.get(ids[4], 4096).value(), test::pattern(4096, 4));
 }
 
+// A put into fragmented free space becomes one disk write per run, written concurrently;
+// every chunk must land where the index says.
+TEST(LocalChunkStore, PutIntoFragmentedSpaceWritesEveryRun) {
+  SimStore s(128, 64 * 1024);  // 15 data blocks
+  ASSERT_TRUE(s.open());
+  std::vector<Bytes> first;
+  for (uint64_t i = 0; i < 15; ++i) {
+    first.push_back(test::pattern(4096, i));
+  }
+  auto ids = s.put(first);
+  ASSERT_TRUE(ids);
+  std::vector<ChunkId> every_other;
+  for (std::size_t i = 0; i < ids->size(); i += 2) {
+    every_other.push_back((*ids)[i]);
+  }
+  ASSERT_TRUE(s.unref(every_other));
+  ASSERT_TRUE(s.flush());
+  std::vector<Bytes> second;
+  for (uint64_t i = 0; i < every_other.size(); ++i) {
+    second.push_back(test::pattern(4096, 100 + i));
+  }
+  auto fresh = s.put(second);
+  ASSERT_TRUE(fresh);
+  // No two new chunks are neighbours: each is its own run.
+  for (std::size_t i = 1; i < fresh->size(); ++i) {
+    EXPECT_NE(*s.store().offset_of((*fresh)[i]), *s.store().offset_of((*fresh)[i - 1]) + 4096);
+  }
+  ASSERT_TRUE(s.flush());
+  ASSERT_TRUE(s.open());  // an empty cache: the reads go to the disk
+  for (std::size_t i = 0; i < fresh->size(); ++i) {
+    EXPECT_EQ(s.get((*fresh)[i], 4096).value(), second[i]);
+  }
+  for (std::size_t i = 1; i < ids->size(); i += 2) {
+    EXPECT_EQ(s.get((*ids)[i], 4096).value(), first[i]);
+  }
+}
+
 TEST(LocalChunkStore, GrowsTheDataFileWhenFullUpToItsLimit) {
   SimStore s(128, 64 * 1024);
   s.grow_step_bytes = 64 * 1024;
