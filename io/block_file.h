@@ -32,6 +32,11 @@ class BlockFile {
   [[nodiscard]] virtual uint64_t size_bytes() const = 0;
   // Grows the file (a block device cannot grow; errc::no_space).
   virtual Task<Result<void>> grow(uint64_t new_size_bytes) = 0;
+  // A buffer its owner writes from (or reads into) again and again: a file on io_uring pins
+  // it once as a fixed buffer (DiskRing::register_buffer). Optional; the default does
+  // nothing. The owner unregisters it before freeing or resizing it.
+  virtual void register_buffer(std::span<const std::byte> buffer) { (void)buffer; }
+  virtual void unregister_buffer(const std::byte* base) { (void)base; }
 };
 
 }  // namespace cairn::io

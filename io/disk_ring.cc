@@ -27,6 +27,13 @@ DiskRing::DiskRing(asio::io_context& context, unsigned depth)
     throw std::system_error(-rc, std::system_category(), "io_uring_register_eventfd");
   }
   event_stream_.assign(event_fd_);
+  // Without it (an old kernel) every buffer is an ordinary one.
+  rc = io_uring_register_buffers_sparse(&ring_, kFixedSlots);
+  fixed_enabled_ = rc == 0;
+  if (!fixed_enabled_) {
+    CAIRN_LOG(info, "io", "no fixed buffers for disk I/O: {}",
+              std::error_code(-rc, std::system_category()).message());
+  }
   arm_eventfd();
 }
 
@@ -39,9 +46,63 @@ DiskRing::~DiskRing() {
   io_uring_queue_exit(&ring_);
 }
 
-std::error_code DiskRing::register_buffers(std::span<const iovec> buffers) noexcept {
-  int rc = io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
-  return rc < 0 ? std::error_code(-rc, std::system_category()) : std::error_code{};
+bool DiskRing::register_buffer(std::span<const std::byte> buffer) noexcept {
+  if (!fixed_enabled_ || buffer.empty()) {
+    return false;
+  }
+  Fixed* free_slot = nullptr;
+  for (Fixed& f : fixed_) {
+    if (f.base == buffer.data() && f.size == buffer.size()) {
+      return true;
+    }
+    if (f.base == nullptr && free_slot == nullptr) {
+      free_slot = &f;
+    }
+  }
+  if (free_slot == nullptr) {
+    return false;
+  }
+  const auto slot = static_cast<unsigned>(free_slot - fixed_.data());
+  iovec iov{const_cast<std::byte*>(buffer.data()), buffer.size()};
+  __u64 tag = 0;
+  int rc = io_uring_register_buffers_update_tag(&ring_, slot, &iov, &tag, 1);
+  if (rc < 0) {
+    CAIRN_LOG(warn, "io", "cannot register a {}-byte disk buffer: {}", buffer.size(),
+              std::error_code(-rc, std::system_category()).message());
+    return false;
+  }
+  *free_slot = Fixed{buffer.data(), buffer.size()};
+  ++fixed_used_;
+  return true;
+}
+
+void DiskRing::unregister_buffer(const std::byte* base) noexcept {
+  for (Fixed& f : fixed_) {
+    if (f.base == base && base != nullptr) {
+      const auto slot = static_cast<unsigned>(&f - fixed_.data());
+      // An empty entry clears the slot; operations already submitted keep their pages.
+      iovec iov{nullptr, 0};
+      __u64 tag = 0;
+      (void)io_uring_register_buffers_update_tag(&ring_, slot, &iov, &tag, 1);
+      f = Fixed{};
+      --fixed_used_;
+      return;
+    }
+  }
+}
+
+int DiskRing::fixed_slot(const void* p, std::size_t n) const noexcept {
+  if (fixed_used_ == 0) {
+    return -1;
+  }
+  const auto* b = static_cast<const std::byte*>(p);
+  for (std::size_t i = 0; i < fixed_.size(); ++i) {
+    const Fixed& f = fixed_[i];
+    if (f.base != nullptr && b >= f.base && b + n <= f.base + f.size) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
 }
 
 void DiskRing::enqueue(Op* op) noexcept {

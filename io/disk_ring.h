@@ -15,6 +15,7 @@
 #include <liburing.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -32,26 +33,47 @@ class DiskRing {
   DiskRing(const DiskRing&) = delete;
   DiskRing& operator=(const DiskRing&) = delete;
 
-  // Registers fixed buffers for read_fixed/write_fixed (io_uring_register_buffers). The
-  // memory must outlive the ring. Returns an error if the kernel refuses.
-  [[nodiscard]] std::error_code register_buffers(std::span<const iovec> buffers) noexcept;
+  // Fixed buffers (io_uring_register_buffers_sparse, kFixedSlots slots). A buffer the owner
+  // registers here is pinned once, so reads and writes into it are READ_FIXED/WRITE_FIXED
+  // (async_read and async_write choose that themselves) and the kernel does not pin and
+  // unpin its pages on every operation. False when the table is full or the kernel refuses
+  // (the buffer then works as an ordinary one). The memory must stay valid until
+  // unregister_buffer(), which the owner calls before freeing it.
+  bool register_buffer(std::span<const std::byte> buffer) noexcept;
+  void unregister_buffer(const std::byte* base) noexcept;
+  // The slot of the registered buffer that holds all of [p, p + n), or -1.
+  [[nodiscard]] int fixed_slot(const void* p, std::size_t n) const noexcept;
+  static constexpr unsigned kFixedSlots = 64;
 
   // Completion signature for all operations: void(std::error_code, std::size_t bytes).
   // A short read or write is reported as success with the byte count; callers decide.
+  // Both use the fixed-buffer opcode when the buffer lies in a registered one.
   template <class Token>
   auto async_read(int fd, std::span<std::byte> buffer, uint64_t offset_bytes, Token&& token) {
+    const int slot = fixed_slot(buffer.data(), buffer.size());
     return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
-      io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
-                         offset_bytes);
+      if (slot >= 0) {
+        io_uring_prep_read_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                                 offset_bytes, slot);
+      } else {
+        io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                           offset_bytes);
+      }
     });
   }
 
   template <class Token>
   auto async_write(int fd, std::span<const std::byte> buffer, uint64_t offset_bytes,
                    Token&& token) {
+    const int slot = fixed_slot(buffer.data(), buffer.size());
     return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
-      io_uring_prep_write(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
-                          offset_bytes);
+      if (slot >= 0) {
+        io_uring_prep_write_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                                  offset_bytes, slot);
+      } else {
+        io_uring_prep_write(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                            offset_bytes);
+      }
     });
   }
 
@@ -60,24 +82,6 @@ class DiskRing {
   auto async_writev(int fd, std::span<const iovec> iov, uint64_t offset_bytes, Token&& token) {
     return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
       io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), offset_bytes);
-    });
-  }
-
-  template <class Token>
-  auto async_read_fixed(int fd, std::span<std::byte> buffer, uint64_t offset_bytes,
-                        int buffer_index, Token&& token) {
-    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
-      io_uring_prep_read_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
-                               offset_bytes, buffer_index);
-    });
-  }
-
-  template <class Token>
-  auto async_write_fixed(int fd, std::span<const std::byte> buffer, uint64_t offset_bytes,
-                         int buffer_index, Token&& token) {
-    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
-      io_uring_prep_write_fixed(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
-                                offset_bytes, buffer_index);
     });
   }
 
@@ -149,6 +153,13 @@ class DiskRing {
   bool submit_scheduled_ = false;
   Op* pending_head_ = nullptr;  // FIFO of ops waiting for ring space
   Op* pending_tail_ = nullptr;
+  struct Fixed {
+    const std::byte* base = nullptr;  // null: a free slot
+    std::size_t size = 0;
+  };
+  std::array<Fixed, kFixedSlots> fixed_{};
+  unsigned fixed_used_ = 0;
+  bool fixed_enabled_ = false;  // the sparse table is registered
 };
 
 }  // namespace cairn::io

@@ -69,7 +69,11 @@ LocalChunkStore::LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> jou
   stats_.capacity_bytes = allocator_.capacity_bytes();
 }
 
-LocalChunkStore::~LocalChunkStore() = default;
+LocalChunkStore::~LocalChunkStore() {
+  for (AlignedBuffer& b : staging_pool_) {
+    data_.unregister_buffer(b.data());
+  }
+}
 
 Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open(
     BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
@@ -531,8 +535,21 @@ Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
     staging_pool_.pop_back();
   }
   if (staging.size() < total) {
+    data_.unregister_buffer(staging.data());
     staging.resize(std::max(total, options_.max_put_bytes));
   }
+  // Pinned once (WRITE_FIXED): the kernel does not map its pages again for every write.
+  data_.register_buffer(std::span<const std::byte>(staging.data(), staging.size()));
+  // A frame destroyed mid-write (at shutdown) frees the buffer: never leave it registered.
+  struct Unregister {
+    BlockFile& file;
+    AlignedBuffer& buffer;
+    ~Unregister() {
+      if (buffer.data() != nullptr) {
+        file.unregister_buffer(buffer.data());
+      }
+    }
+  } unregister_on_destroy{data_, staging};
   // Each run: its disk offset, where it starts in the staging buffer, and its length.
   struct Run {
     uint64_t offset_bytes;

@@ -62,6 +62,9 @@ UringBlockFile::UringBlockFile(std::string path, int fd, uint64_t size_bytes, bo
       ring_(ring) {}
 
 UringBlockFile::~UringBlockFile() {
+  for (auto [base, ring] : fixed_) {
+    ring->unregister_buffer(base);
+  }
   ::close(fd_);
 }
 
@@ -159,6 +162,28 @@ Task<Result<void>> UringBlockFile::write(uint64_t offset_bytes, std::span<const 
     done += n;
   }
   co_return Result<void>{};
+}
+
+void UringBlockFile::register_buffer(std::span<const std::byte> buffer) {
+  for (auto [base, ring] : fixed_) {
+    if (base == buffer.data()) {
+      return;  // already (the owner unregisters before it resizes)
+    }
+  }
+  DiskRing& r = ring();
+  if (r.register_buffer(buffer)) {
+    fixed_.emplace_back(buffer.data(), &r);
+  }
+}
+
+void UringBlockFile::unregister_buffer(const std::byte* base) {
+  for (auto it = fixed_.begin(); it != fixed_.end(); ++it) {
+    if (it->first == base) {
+      it->second->unregister_buffer(base);
+      fixed_.erase(it);
+      return;
+    }
+  }
 }
 
 Task<Result<void>> UringBlockFile::sync() {

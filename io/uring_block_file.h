@@ -43,6 +43,8 @@ class UringBlockFile final : public BlockFile {
   Task<Result<void>> sync() override;
   [[nodiscard]] uint64_t size_bytes() const override { return size_bytes_; }
   Task<Result<void>> grow(uint64_t new_size_bytes) override;
+  void register_buffer(std::span<const std::byte> buffer) override;
+  void unregister_buffer(const std::byte* base) override;
 
   [[nodiscard]] bool is_block_device() const noexcept { return block_device_; }
   [[nodiscard]] bool direct_io() const noexcept { return direct_; }
@@ -62,6 +64,9 @@ class UringBlockFile final : public BlockFile {
   bool block_device_;
   bool direct_;
   DiskRing* ring_;
+  // Buffers registered as fixed, with the ring that holds each (the destructor releases
+  // them, from whatever thread it runs on: the rings outlive their files).
+  std::vector<std::pair<const std::byte*, DiskRing*>> fixed_;
 };
 
 }  // namespace cairn::io
