@@ -347,7 +347,10 @@ Task<Result<void>> PagedIndex::scan(const Visitor& visit) {
         continue;
       }
       if (p >= file_pages) {
-        co_return make_error(errc::corrupt);  // an allocated page that was never written
+        if (p >= buckets_) {
+          co_return make_error(errc::corrupt);  // a linked overflow page never written
+        }
+        continue;  // a bucket never written: empty
       }
       IndexPage page;
       int slot = -1;

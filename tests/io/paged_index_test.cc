@@ -149,6 +149,7 @@ class SimIndex {
 TEST(PagedIndex, ChainsOverflowPagesAndStaysWithinItsCacheBudget) {
   SimIndex s(/*buckets=*/4, /*cache_bytes=*/3 * PagedIndex::kPageCostBytes);
   s.open();
+  s.verify({ChunkId{1, 2}});  // a new table: every bucket empty, none written yet
   std::vector<ChunkId> ids;
   for (uint64_t k = 0; k < 2000; ++k) {
     ids.push_back(ChunkId{k % 256, k / 256});  // 8-bit addresses plus ordinals, as in tests
