@@ -16,7 +16,6 @@ namespace {
 constexpr uint64_t kBlock = BlockFile::kAlignment;
 // A raw device smaller than this cannot hold a useful store.
 constexpr uint64_t kMinDeviceBytes = 1u << 20;
-constexpr std::size_t kCheckpointRecordBytes = 64 * 1024;
 
 // Journal operations (docs/on-disk-format.md, "Index journal"). `checkpoint` is the marker
 // of the old format's in-journal checkpoints, still replayed when upgrading.
