@@ -98,23 +98,32 @@ Task<Result<std::unique_ptr<PagedIndex>>> PagedIndex::open(BlockFile& file, Opti
 }
 
 Result<void> PagedIndex::choose(std::span<const std::byte> pair, uint64_t page_no, IndexPage& page,
-                                int& slot) const {
+                                int& slot, bool pending) const {
   slot = -1;
   page = IndexPage{};
   page.page_no = page_no;
+  bool found = false;
+  uint64_t durable_seq = 0;
+  uint64_t limit = complete_seq_ + (pending ? 1 : 0);
   for (int s = 0; s < 2; ++s) {
     IndexPage candidate;
     auto d = IndexPage::decode(pair.subspan(static_cast<std::size_t>(s) * kSlotBytes, kSlotBytes),
                                page_no, candidate);
-    if (d == IndexPage::Decoded::ok && candidate.seq <= complete_seq_ &&
-        (slot < 0 || candidate.seq > page.seq)) {
+    if (d != IndexPage::Decoded::ok || candidate.seq > limit) {
+      continue;
+    }
+    if (candidate.seq <= complete_seq_ && (slot < 0 || candidate.seq > durable_seq)) {
+      slot = s;  // the durable version: the next write goes to the other slot
+      durable_seq = candidate.seq;
+    }
+    if (!found || candidate.seq > page.seq) {
       page = std::move(candidate);
-      slot = s;
+      found = true;
     }
   }
   // An overflow page below the journalled count was linked, and so written, by a complete
   // checkpoint: having no version at all is damage, not an empty page.
-  if (slot < 0 && page_no >= buckets_ && page_no < buckets_ + overflow_pages_) {
+  if (!found && page_no >= buckets_ && page_no < buckets_ + overflow_pages_) {
     CAIRN_LOG(error, "io", "index overflow page {} has no valid version", page_no);
     return make_error(errc::corrupt);
   }
@@ -124,9 +133,8 @@ Result<void> PagedIndex::choose(std::span<const std::byte> pair, uint64_t page_n
 Task<Result<PagedIndex::Cached*>> PagedIndex::load(uint64_t page_no) {
   if (auto it = pages_.find(page_no); it != pages_.end()) {
     Cached* c = it->second.get();
-    if (!c->dirty) {
-      lru_.splice(lru_.begin(), lru_, c->lru);
-    }
+    auto& list = c->dirty ? dirty_lru_ : lru_;
+    list.splice(list.begin(), list, c->lru);
     co_return c;
   }
   auto c = std::make_unique<Cached>();
@@ -136,7 +144,7 @@ Task<Result<PagedIndex::Cached*>> PagedIndex::load(uint64_t page_no) {
       co_return r.error();
     }
     ++page_reads_;
-    if (auto r = choose(io_.span(), page_no, c->page, c->current_slot); !r) {
+    if (auto r = choose(io_.span(), page_no, c->page, c->current_slot, repaired_); !r) {
       co_return r.error();
     }
   } else if (page_no >= buckets_) {
@@ -147,6 +155,11 @@ Task<Result<PagedIndex::Cached*>> PagedIndex::load(uint64_t page_no) {
   c->lru = lru_.begin();
   Cached* raw = c.get();
   pages_.emplace(page_no, std::move(c));
+  if (raw->page.seq > complete_seq_) {
+    // Written back for the coming checkpoint: that checkpoint must write it again (its slot
+    // is not yet the durable one), so it is dirty.
+    mark_dirty(*raw);
+  }
   co_return raw;
 }
 
@@ -154,15 +167,42 @@ void PagedIndex::mark_dirty(Cached& c) {
   if (!c.dirty) {
     c.dirty = true;
     lru_.erase(c.lru);
+    dirty_lru_.push_front(c.page.page_no);
+    c.lru = dirty_lru_.begin();
     ++dirty_;
   }
 }
 
-void PagedIndex::evict() {
+Task<Result<void>> PagedIndex::evict() {
   while (cached_bytes() > budget_bytes_ && !lru_.empty()) {
     pages_.erase(lru_.back());
     lru_.pop_back();
   }
+  while (cached_bytes() > budget_bytes_ && repaired_ && !dirty_lru_.empty()) {
+    auto it = pages_.find(dirty_lru_.back());
+    if (auto r = co_await write_back(*it->second); !r) {
+      co_return r;
+    }
+    dirty_lru_.pop_back();
+    pages_.erase(it);
+    --dirty_;
+  }
+  co_return Result<void>{};
+}
+
+// Writes a dirty page as part of the coming checkpoint, into the slot that checkpoint would
+// use; its durable version stays untouched until the checkpoint completes.
+Task<Result<void>> PagedIndex::write_back(Cached& c) {
+  uint64_t end = slot_offset(logical_pages(), 0);
+  if (end > file_.size_bytes()) {
+    if (auto r = co_await file_.grow(end); !r) {
+      co_return r;
+    }
+  }
+  c.page.seq = complete_seq_ + 1;
+  auto out = io_.span().first(kSlotBytes);
+  c.page.encode(out);
+  co_return co_await file_.write(slot_offset(c.page.page_no, c.current_slot == 0 ? 1 : 0), out);
 }
 
 Task<Result<PagedIndex::Found>> PagedIndex::locate(const ChunkId& id) {
@@ -208,9 +248,12 @@ Task<Result<std::optional<IndexEntry>>> PagedIndex::find(ChunkId id) {
   if (f && f->page != nullptr) {
     out = f->page->page.items[f->at].entry;
   }
-  evict();
+  auto evicted = co_await evict();
   if (!f) {
     co_return f.error();
+  }
+  if (!evicted) {
+    co_return evicted.error();
   }
   co_return out;
 }
@@ -219,7 +262,7 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
   auto guard = co_await mutex_.scoped();
   auto f = co_await locate(id);
   if (!f) {
-    evict();
+    (void)co_await evict();
     co_return f.error();
   }
   if (f->page != nullptr) {
@@ -240,10 +283,11 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
     ++dirty_;
     f->last->page.next = page_no + 1;
     mark_dirty(*f->last);
+    dirty_lru_.push_front(page_no);
+    c->lru = dirty_lru_.begin();
     pages_.emplace(page_no, std::move(c));
   }
-  evict();
-  co_return Result<void>{};
+  co_return co_await evict();
 }
 
 Task<Result<bool>> PagedIndex::erase(ChunkId id) {
@@ -257,9 +301,12 @@ Task<Result<bool>> PagedIndex::erase(ChunkId id) {
     mark_dirty(*f->page);
     erased = true;
   }
-  evict();
+  auto evicted = co_await evict();
   if (!f) {
     co_return Result<bool>(boost::system::in_place_error, f.error());
+  }
+  if (!evicted) {
+    co_return Result<bool>(boost::system::in_place_error, evicted.error());
   }
   co_return erased;
 }
@@ -297,12 +344,15 @@ Task<Result<PagedIndex::Checkpoint>> PagedIndex::checkpoint() {
   for (Cached* c : dirty) {
     c->current_slot = c->current_slot == 0 ? 1 : 0;
     c->dirty = false;
+    dirty_lru_.erase(c->lru);
     lru_.push_front(c->page.page_no);
     c->lru = lru_.begin();
   }
   dirty_ = 0;
   complete_seq_ = seq;
-  evict();
+  if (auto r = co_await evict(); !r) {
+    co_return r.error();
+  }
   co_return Checkpoint{seq, overflow_pages_};
 }
 
@@ -330,7 +380,8 @@ Task<Result<void>> PagedIndex::scan(const Visitor& visit) {
       for (int s = 0; p < file_pages && s < 2; ++s) {
         IndexPage v;
         auto slot = pair.subspan(static_cast<std::size_t>(s) * kSlotBytes, kSlotBytes);
-        if (IndexPage::decode(slot, p, v) == IndexPage::Decoded::ok && v.seq > complete_seq_) {
+        if (!repaired_ && IndexPage::decode(slot, p, v) == IndexPage::Decoded::ok &&
+            v.seq > complete_seq_) {
           if (auto r = co_await file_.write(slot_offset(p, s), zero.span()); !r) {
             co_return r.error();
           }
@@ -354,7 +405,7 @@ Task<Result<void>> PagedIndex::scan(const Visitor& visit) {
       }
       IndexPage page;
       int slot = -1;
-      if (auto r = choose(pair, p, page, slot); !r) {
+      if (auto r = choose(pair, p, page, slot, repaired_); !r) {
         co_return r.error();
       }
       for (const auto& item : page.items) {
@@ -368,7 +419,8 @@ Task<Result<void>> PagedIndex::scan(const Visitor& visit) {
       co_return r.error();
     }
   }
-  co_return Result<void>{};
+  repaired_ = true;
+  co_return co_await evict();
 }
 
 }  // namespace cairn::io

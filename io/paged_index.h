@@ -8,14 +8,19 @@
 // The owner journals "checkpoint N complete" after that; until it does, recovery ignores the
 // new versions (a page is read as the newest valid slot with seq <= the last complete
 // checkpoint), so a torn page write or a crash in the middle of a checkpoint never destroys
-// the previous checkpoint's version. Changes made between checkpoints live only in cached
-// dirty pages, which are pinned (never evicted) until the next checkpoint; the owner's journal
-// makes them durable, and replaying it after the last complete checkpoint restores them.
+// the previous checkpoint's version. Changes made between checkpoints are in dirty pages
+// (cached, or written back as below), which count for nothing durable until the checkpoint
+// completes; the owner's journal makes them durable, and replaying it after the last complete
+// checkpoint restores them.
 //
 // RAM: cached_bytes() counts every cached page at a fixed cost (kPageCostBytes, the page's
-// decoded size at full capacity plus bookkeeping). Clean pages are evicted, least recently
-// used first, whenever an operation ends above the budget; dirty pages may exceed it until
-// the owner checkpoints (the owner checkpoints when dirty_bytes() passes half the budget).
+// decoded size at full capacity plus bookkeeping). Whenever an operation ends above the
+// budget, clean pages are evicted, least recently used first, and then dirty ones are written
+// back: stamped with the coming checkpoint's number, into the slot that checkpoint would use
+// (no sync). Recovery ignores them until the journal names that checkpoint complete; in
+// memory, a page read back takes such a version as its contents. Before scan() has erased the
+// versions of an unfinished checkpoint (while the owner replays its journal), dirty pages are
+// pinned instead.
 //
 // Threading: one thread (the store's owner). Operations serialize on an internal AsyncMutex,
 // so they may be called concurrently from coroutines of that thread. The BlockFile is
@@ -82,9 +87,9 @@ class PagedIndex {
  private:
   struct Cached {
     IndexPage page;
-    int current_slot = -1;  // the slot holding the newest durable version; -1: none
+    int current_slot = -1;  // the slot of the newest version of a complete checkpoint; -1: none
     bool dirty = false;
-    std::list<uint64_t>::iterator lru;
+    std::list<uint64_t>::iterator lru;  // in lru_ when clean, in dirty_lru_ when dirty
   };
 
  public:
@@ -103,12 +108,14 @@ class PagedIndex {
   };
   Task<Result<Found>> locate(const ChunkId& id);
   void mark_dirty(Cached& c);
-  void evict();
+  Task<Result<void>> evict();
+  Task<Result<void>> write_back(Cached& c);
   [[nodiscard]] uint64_t slot_offset(uint64_t page_no, int slot) const noexcept;
   [[nodiscard]] uint64_t logical_pages() const noexcept { return buckets_ + overflow_pages_; }
   // Chooses the version of `page_no` in a pair of slots (2 * kSlotBytes).
-  Result<void> choose(std::span<const std::byte> pair, uint64_t page_no, IndexPage& page,
-                      int& slot) const;
+  // `pending`: also take a version written back for the coming checkpoint as the contents.
+  Result<void> choose(std::span<const std::byte> pair, uint64_t page_no, IndexPage& page, int& slot,
+                      bool pending) const;
 
   BlockFile& file_;
   uint64_t buckets_;
@@ -119,8 +126,10 @@ class PagedIndex {
   uint64_t page_reads_ = 0;
   AsyncMutex mutex_;
   std::unordered_map<uint64_t, std::unique_ptr<Cached>> pages_;
-  std::list<uint64_t> lru_;  // front: most recently used
-  AlignedBuffer io_;         // one page pair
+  std::list<uint64_t> lru_;        // clean pages; front: most recently used
+  std::list<uint64_t> dirty_lru_;  // dirty pages; front: most recently used
+  bool repaired_ = false;          // scan() ran: pages may be written back before a checkpoint
+  AlignedBuffer io_;               // one page pair
 };
 
 }  // namespace cairn::io
