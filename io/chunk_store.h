@@ -38,6 +38,8 @@ struct ChunkStoreStats {
   uint64_t cache_hits = 0;        // chunk reads served from the read cache
   uint64_t cache_misses = 0;
   uint64_t checksum_failures = 0;
+  uint64_t index_cache_bytes = 0;       // RAM of the index's page cache now (0: index not paged)
+  uint64_t index_cache_peak_bytes = 0;  // its highest value since open
 };
 
 class ChunkStore {

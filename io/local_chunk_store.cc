@@ -16,10 +16,15 @@ namespace {
 constexpr uint64_t kBlock = BlockFile::kAlignment;
 // A raw device smaller than this cannot hold a useful store.
 constexpr uint64_t kMinDeviceBytes = 1u << 20;
-constexpr std::size_t kCheckpointRecordBytes = 64 * 1024;
 
-// Journal operations (docs/on-disk-format.md, "Index journal").
-enum class Op : uint8_t { add = 1, ref = 2, checkpoint = 3 };
+// Journal operations (docs/on-disk-format.md, "Index journal"). `checkpoint` is the marker
+// of the old format's in-journal checkpoints, still replayed when upgrading.
+enum class Op : uint8_t { add = 1, ref = 2, checkpoint = 3, table_checkpoint = 4 };
+constexpr std::size_t kTableCheckpointBytes = 1 + 8 + 8;
+// Index buckets per data-file block at creation: a file full of 4 KiB chunks fills the 100-entry
+// pages to about 64%, so overflow chains are rare until the data file grows.
+constexpr uint64_t kBlocksPerBucket = 64;
+constexpr uint64_t kMinBuckets = 64;
 
 uint64_t align_down(uint64_t v) {
   return v / kBlock * kBlock;
@@ -78,7 +83,7 @@ LocalChunkStore::~LocalChunkStore() {
 Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open(
     BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
     Options options) {
-  if (!options.owner || journal == nullptr) {
+  if (!options.owner || journal == nullptr || options.index_file == nullptr) {
     co_return make_error(errc::invalid_argument);
   }
   uint64_t capacity =
@@ -130,6 +135,14 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
   if (!journal) {
     co_return journal.error();
   }
+  UringBlockFile::Options table_options;
+  table_options.initial_size_bytes = PagedIndex::kTableStartBytes;
+  table_options.allow_buffered = dir_options.allow_buffered;
+  auto table = UringBlockFile::open(dir + "/chunks-index.tbl", table_options, dir_options.ring);
+  if (!table) {
+    co_return table.error();
+  }
+  options.index_file = table->get();
   // A data file that grew in an earlier run keeps its size: chunks live up to its end.
   options.capacity_bytes =
       std::max({options.capacity_bytes, dir_options.data_capacity_bytes, (*data)->size_bytes()});
@@ -138,77 +151,134 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
     co_return store.error();
   }
   (*store)->owned_data_ = std::move(*data);
+  (*store)->owned_index_file_ = std::move(*table);
   co_return std::move(*store);
 }
 
+// Replays the journal after the last table checkpoint into the paged index, then scans the
+// table once to rebuild free space and the counters (pages are streamed, not cached).
 Task<Result<void>> LocalChunkStore::load() {
-  Result<void> bad;
+  PagedIndex::Checkpoint last;
+  std::vector<std::vector<std::byte>> after;  // records after the last table checkpoint
+  bool bad = false;
   auto replayed = co_await journal_->replay([&](uint64_t, std::span<const std::byte> rec) {
-    if (bad) {
-      bad = apply_record(rec);
+    if (!rec.empty() && static_cast<Op>(rec[0]) == Op::table_checkpoint) {
+      ByteReader r(rec.subspan(1));
+      bad = bad || rec.size() != kTableCheckpointBytes || !r.get(last.seq) ||
+            !r.get(last.overflow_pages);
+      after.clear();
+      return;
     }
+    after.emplace_back(rec.begin(), rec.end());
   });
   if (!replayed) {
     co_return replayed;
   }
-  if (!bad) {
-    co_return bad;
+  if (bad) {
+    co_return make_error(errc::corrupt);
   }
+  uint64_t buckets =
+      options_.index_buckets != 0
+          ? options_.index_buckets
+          : std::max(kMinBuckets, options_.capacity_bytes / kBlock / kBlocksPerBucket);
+  auto index =
+      co_await PagedIndex::open(*options_.index_file, {buckets, options_.index_cache_bytes}, last);
+  if (!index) {
+    co_return index.error();
+  }
+  index_ = std::move(*index);
+  for (const auto& rec : after) {
+    if (auto r = co_await apply_record(rec); !r) {
+      co_return r;
+    }
+  }
+  after = {};
   ChunkStoreStats s;
-  for (const auto& [id, e] : index_) {
-    if (!allocator_.reserve(e.offset_bytes, padded(e.length_bytes))) {
+  bool overlap = false;
+  auto scanned = co_await index_->scan([&](const ChunkId& id, const Entry& e) {
+    if (!overlap && !allocator_.reserve(e.offset_bytes, padded(e.length_bytes))) {
       CAIRN_LOG(error, "io", "chunk {} overlaps another or lies outside the data file",
                 id.to_hex());
-      co_return make_error(errc::corrupt);
+      overlap = true;
     }
     ++s.chunks;
     s.referenced_bytes += uint64_t{e.length_bytes} * e.refs;
     s.physical_bytes += padded(e.length_bytes);
+  });
+  if (!scanned) {
+    co_return scanned;
+  }
+  if (overlap) {
+    co_return make_error(errc::corrupt);
   }
   update_stats([&](ChunkStoreStats& st) {
     st.chunks = s.chunks;
     st.referenced_bytes = s.referenced_bytes;
     st.physical_bytes = s.physical_bytes;
   });
+  // A long journal (or an old-format one being converted) may have dirtied many pages.
+  if (index_over_budget()) {
+    if (auto r = co_await checkpoint_locked(); !r) {
+      co_return r;
+    }
+  }
+  note_index_ram();
   co_return Result<void>{};
 }
 
-Result<void> LocalChunkStore::apply_record(std::span<const std::byte> record) {
+Task<Result<std::optional<LocalChunkStore::Entry>>> LocalChunkStore::lookup(const ChunkId& id) {
+  co_return co_await index_->find(id);
+}
+
+Task<Result<void>> LocalChunkStore::apply_record(std::span<const std::byte> record) {
   ByteReader r(record);
   while (!r.done()) {
     uint8_t op = 0;
     ChunkId id;
     if (!r.get(op)) {
-      return make_error(errc::corrupt);
+      co_return make_error(errc::corrupt);
     }
     if (static_cast<Op>(op) == Op::checkpoint) {
       continue;
     }
     if (!r.get(id.lo) || !r.get(id.hi)) {
-      return make_error(errc::corrupt);
+      co_return make_error(errc::corrupt);
     }
     if (static_cast<Op>(op) == Op::add) {
       Entry e;
       if (!r.get(e.offset_bytes) || !r.get(e.length_bytes) || !r.get(e.checksum) ||
           !r.get(e.refs) || e.length_bytes == 0 || e.length_bytes > kMaxChunkBytes ||
           e.offset_bytes % kBlock != 0 || e.refs == 0) {
-        return make_error(errc::corrupt);
+        co_return make_error(errc::corrupt);
       }
-      index_[id] = e;
+      if (auto p = co_await index_->put(id, e); !p) {
+        co_return p;
+      }
       continue;
     }
     int32_t delta = 0;
-    auto it = index_.find(id);
-    if (static_cast<Op>(op) != Op::ref || !r.get(delta) || it == index_.end() ||
-        int64_t{it->second.refs} + delta < 0 || int64_t{it->second.refs} + delta > UINT32_MAX) {
-      return make_error(errc::corrupt);
+    if (static_cast<Op>(op) != Op::ref || !r.get(delta)) {
+      co_return make_error(errc::corrupt);
     }
-    it->second.refs = static_cast<uint32_t>(int64_t{it->second.refs} + delta);
-    if (it->second.refs == 0) {
-      index_.erase(it);
+    auto found = co_await index_->find(id);
+    if (!found) {
+      co_return found.error();
+    }
+    if (!*found || int64_t{(*found)->refs} + delta < 0 ||
+        int64_t{(*found)->refs} + delta > UINT32_MAX) {
+      co_return make_error(errc::corrupt);
+    }
+    Entry e = **found;
+    e.refs = static_cast<uint32_t>(int64_t{e.refs} + delta);
+    if (e.refs == 0) {
+      if (auto d = co_await index_->erase(id); !d) {
+        co_return d.error();
+      }
+    } else if (auto p = co_await index_->put(id, e); !p) {
+      co_return p;
     }
   }
-  return {};
+  co_return Result<void>{};
 }
 
 void LocalChunkStore::journal_add(const ChunkId& id, const Entry& e) {
@@ -244,17 +314,32 @@ ChunkStoreStats LocalChunkStore::stats() const {
   return stats_;
 }
 
-uint64_t LocalChunkStore::refs(const ChunkId& id) const {
-  auto it = index_.find(id);
-  return it == index_.end() ? 0 : it->second.refs;
+Task<uint64_t> LocalChunkStore::refs(ChunkId id) {
+  auto e = co_await lookup(id);
+  if (!e || !*e) {
+    co_return 0;
+  }
+  co_return (*e)->refs;
 }
 
-std::optional<uint64_t> LocalChunkStore::offset_of(const ChunkId& id) const {
-  auto it = index_.find(id);
-  if (it == index_.end()) {
-    return std::nullopt;
+Task<std::optional<uint64_t>> LocalChunkStore::offset_of(ChunkId id) {
+  auto e = co_await lookup(id);
+  if (!e || !*e) {
+    co_return std::nullopt;
   }
-  return it->second.offset_bytes;
+  co_return (*e)->offset_bytes;
+}
+
+bool LocalChunkStore::index_over_budget() const noexcept {
+  return index_->dirty_bytes() > index_->budget_bytes() / 2;
+}
+
+void LocalChunkStore::note_index_ram() {
+  uint64_t now = index_->cached_bytes();
+  update_stats([&](ChunkStoreStats& s) {
+    s.index_cache_bytes = now;
+    s.index_cache_peak_bytes = std::max(s.index_cache_peak_bytes, now);
+  });
 }
 
 // ---- public methods: hop to the owner ----
@@ -333,9 +418,13 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
   }
   {
     auto guard = co_await mutex_.scoped();
-    finish_put(plan, static_cast<bool>(result));
+    auto finished = co_await finish_put(plan, static_cast<bool>(result));
+    if (!finished && result) {
+      result = finished;
+    }
   }
   plan.batch->done.unlock();
+  note_index_ram();
   co_return result;
 }
 
@@ -359,8 +448,15 @@ Task<Result<void>> LocalChunkStore::begin_put(std::span<const std::span<const st
   }
   uint64_t referenced = 0;
   for (const auto& [id, n] : plan.hits) {
-    Entry& e = index_.at(id);
+    auto found = co_await index_->find(id);
+    if (!found || !*found) {
+      co_return fail(found ? make_error(errc::corrupt) : found.error());
+    }
+    Entry e = **found;
     e.refs += n;
+    if (auto p = co_await index_->put(id, e); !p) {
+      co_return fail(p.error());
+    }
     journal_ref(id, static_cast<int32_t>(n));
     referenced += uint64_t{e.length_bytes} * n;
   }
@@ -379,8 +475,9 @@ Task<Result<void>> LocalChunkStore::begin_put(std::span<const std::span<const st
   co_return Result<void>{};
 }
 
-// Under the lock: publishes the new chunks, or on failure undoes what begin_put() did.
-void LocalChunkStore::finish_put(Plan& plan, bool ok) {
+// Under the lock: publishes the new chunks, or on failure undoes what begin_put() did. An
+// index error here leaves the index behind the journal's intent: the store fails.
+Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
   for (const Plan::Fresh& f : plan.fresh) {
     inflight_.erase(f.id);
   }
@@ -389,21 +486,28 @@ void LocalChunkStore::finish_put(Plan& plan, bool ok) {
     for (auto [off, len] : plan.extents) {
       allocator_.free(off, len);
     }
-    drop_refs(plan.hits);
+    if (auto r = co_await drop_refs(plan.hits); !r) {
+      co_return r;
+    }
     Counts published;  // references we added to other puts' chunks that did get stored
     for (const auto& [id, n] : plan.inflight_hits) {
-      if (index_.count(id) != 0) {
+      auto found = co_await index_->find(id);
+      if (!found) {
+        co_return fail(found.error());
+      }
+      if (*found) {
         published.emplace(id, n);
       }
     }
-    drop_refs(published);
-    return;
+    co_return co_await drop_refs(published);
   }
   uint64_t referenced = 0;
   uint64_t physical = 0;
   for (const Plan::Fresh& f : plan.fresh) {
     Entry e{f.offset_bytes, f.checksum, static_cast<uint32_t>(f.data.size()), f.refs};
-    index_.emplace(f.id, e);
+    if (auto p = co_await index_->put(f.id, e); !p) {
+      co_return fail(p.error());
+    }
     journal_add(f.id, e);
     cache_.insert(f.id, f.data);
     referenced += f.data.size() * f.refs;
@@ -414,23 +518,33 @@ void LocalChunkStore::finish_put(Plan& plan, bool ok) {
     s.referenced_bytes += referenced;
     s.physical_bytes += physical;
   });
+  co_return Result<void>{};
 }
 
 // Under the lock: drops references (journalled), reclaiming chunks that reach zero.
-void LocalChunkStore::drop_refs(const Counts& counts) {
+Task<Result<void>> LocalChunkStore::drop_refs(const Counts& counts) {
   int64_t referenced = 0;
+  Result<void> result;
   for (const auto& [id, n] : counts) {
-    auto it = index_.find(id);
-    CAIRN_ASSERT(it != index_.end() && it->second.refs >= n);
+    auto found = co_await index_->find(id);
+    if (!found) {
+      result = fail(found.error());
+      break;
+    }
+    CAIRN_ASSERT(*found && (*found)->refs >= n);
+    Entry e = **found;
     journal_ref(id, -static_cast<int32_t>(n));
-    referenced += int64_t{n} * it->second.length_bytes;
-    it->second.refs -= n;
-    if (it->second.refs == 0) {
-      drop(id, it);
+    referenced += int64_t{n} * e.length_bytes;
+    e.refs -= n;
+    auto r = e.refs == 0 ? co_await drop(id, e) : co_await index_->put(id, e);
+    if (!r) {
+      result = fail(r.error());
+      break;
     }
   }
   update_stats(
       [&](ChunkStoreStats& s) { s.referenced_bytes -= static_cast<uint64_t>(referenced); });
+  co_return result;
 }
 
 Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chunk, Plan& plan) {
@@ -460,13 +574,16 @@ Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chu
       ++plan.collisions;
       continue;
     }
-    auto it = index_.find(id);
-    if (it == index_.end()) {
+    auto found = co_await index_->find(id);
+    if (!found) {
+      co_return found.error();
+    }
+    if (!*found) {
       plan.fresh_at.emplace(id, plan.fresh.size());
       plan.fresh.push_back(Plan::Fresh{id, chunk, ChunkHasher::checksum(chunk)});
       co_return id;
     }
-    Entry e = it->second;
+    Entry e = **found;
     bool same = false;
     if (hasher_.confirms_by_address()) {
       same = e.length_bytes == chunk.size();
@@ -693,24 +810,32 @@ Task<Result<void>> LocalChunkStore::get_here(ChunkId id, std::span<std::byte> ou
     update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
     co_return Result<void>{};
   }
-  auto it = index_.find(id);
-  if (it == index_.end()) {
+  auto found = co_await index_->find(id);
+  if (!found) {
+    co_return found.error();
+  }
+  if (!*found) {
     co_return make_error(errc::not_found);
   }
-  Entry e = it->second;
+  Entry e = **found;
   if (out.size() != e.length_bytes) {
     co_return make_error(errc::invalid_argument);
   }
   update_stats([](ChunkStoreStats& s) { ++s.cache_misses; });
   auto r = co_await read_entry(id, e, out);
+  auto now = co_await index_->find(id);
+  note_index_ram();
+  if (!now) {
+    co_return now.error();
+  }
+  bool same = *now && (*now)->offset_bytes == e.offset_bytes;
   if (!r) {
-    auto now = index_.find(id);
-    if (now == index_.end() || now->second.offset_bytes != e.offset_bytes) {
+    if (!same) {
       co_return make_error(errc::not_found);  // dropped (and its space reused) meanwhile
     }
     co_return r;
   }
-  if (index_.count(id) != 0) {  // not dropped while we read: the cache holds indexed chunks only
+  if (same) {  // not dropped while we read: the cache holds indexed chunks only
     cache_.insert(id, out);
   }
   co_return Result<void>{};
@@ -745,53 +870,70 @@ Task<Result<void>> LocalChunkStore::read_entry(const ChunkId& id, const Entry& e
 // ---- ref / unref ----
 
 Task<Result<void>> LocalChunkStore::ref_here(std::span<const ChunkId> ids, int sign) {
+  auto result = co_await ref_locked(ids, sign);
+  note_index_ram();
+  co_return result;
+}
+
+Task<Result<void>> LocalChunkStore::ref_locked(std::span<const ChunkId> ids, int sign) {
   auto guard = co_await mutex_.scoped();
   if (failure_) {
     co_return failure_;
   }
   // Check the whole call first, so it applies entirely or not at all.
-  std::unordered_map<ChunkId, uint32_t, ChunkIdHash> counts;
+  std::unordered_map<ChunkId, std::pair<uint32_t, Entry>, ChunkIdHash> counts;
   for (const ChunkId& id : ids) {
-    ++counts[id];
+    ++counts[id].first;
   }
-  for (const auto& [id, n] : counts) {
-    auto it = index_.find(id);
-    if (it == index_.end()) {
+  for (auto& [id, c] : counts) {
+    auto found = co_await index_->find(id);
+    if (!found) {
+      co_return found.error();
+    }
+    if (!*found) {
       co_return make_error(errc::not_found);
     }
-    if (sign < 0 ? n > it->second.refs : uint64_t{it->second.refs} + n > UINT32_MAX) {
+    c.second = **found;
+    uint32_t n = c.first;
+    if (sign < 0 ? n > c.second.refs : uint64_t{c.second.refs} + n > UINT32_MAX) {
       co_return make_error(errc::invalid_argument);
     }
   }
   int64_t referenced = 0;
-  for (const auto& [id, n] : counts) {
-    auto it = index_.find(id);
-    Entry& e = it->second;
-    int64_t delta = sign * static_cast<int64_t>(n);
+  Result<void> result;
+  for (auto& [id, c] : counts) {
+    Entry& e = c.second;
+    int64_t delta = sign * static_cast<int64_t>(c.first);
     journal_ref(id, static_cast<int32_t>(delta));
     referenced += delta * e.length_bytes;
     e.refs = static_cast<uint32_t>(e.refs + delta);
-    if (e.refs == 0) {
-      drop(id, it);
+    auto r = e.refs == 0 ? co_await drop(id, e) : co_await index_->put(id, e);
+    if (!r) {
+      result = fail(r.error());
+      break;
     }
   }
   update_stats([&](ChunkStoreStats& s) {
     s.referenced_bytes =
         static_cast<uint64_t>(static_cast<int64_t>(s.referenced_bytes) + referenced);
   });
-  co_return Result<void>{};
+  co_return result;
 }
 
-void LocalChunkStore::drop(const ChunkId& id, Index::iterator it) {
-  uint64_t length = padded(it->second.length_bytes);
+Task<Result<void>> LocalChunkStore::drop(const ChunkId& id, const Entry& e) {
+  uint64_t length = padded(e.length_bytes);
+  auto erased = co_await index_->erase(id);
+  if (!erased) {
+    co_return erased.error();
+  }
   // The space is reused only once the drop is journalled (flush_here).
-  pending_frees_.emplace_back(it->second.offset_bytes, length);
+  pending_frees_.emplace_back(e.offset_bytes, length);
   cache_.erase(id);
-  index_.erase(it);
   update_stats([&](ChunkStoreStats& s) {
     --s.chunks;
     s.physical_bytes -= length;
   });
+  co_return Result<void>{};
 }
 
 // ---- flush ----
@@ -811,7 +953,8 @@ Task<Result<void>> LocalChunkStore::flush_here() {
     if (pending_ops_.empty()) {
       co_return Result<void>{};
     }
-    if (journal_->used_bytes() + pending_ops_.size() > journal_->capacity_bytes() / 2) {
+    if (journal_->used_bytes() + pending_ops_.size() > journal_->capacity_bytes() / 2 ||
+        index_over_budget()) {
       co_return co_await checkpoint_locked();
     }
     ops.swap(pending_ops_);
@@ -859,6 +1002,7 @@ Task<Result<void>> LocalChunkStore::checkpoint_locked() {
     allocator_.free(offset, length);
   }
   pending_frees_.clear();
+  note_index_ram();  // the checkpoint made every page evictable
   co_return Result<void>{};
 }
 
@@ -868,44 +1012,27 @@ Result<void> LocalChunkStore::fail(std::error_code error) {
   return error;
 }
 
+// The index's pages are exactly the journalled state plus pending_ops_, and the data file is
+// synced: once the dirty pages are on disk and the journal names their checkpoint, everything
+// journalled before it is redundant.
 Task<Result<void>> LocalChunkStore::write_checkpoint() {
-  // The index in RAM is exactly the journalled state plus pending_ops_, and the data file is
-  // synced, so the whole index replaces everything journalled before it.
-  ByteWriter w;
-  w.put(static_cast<uint8_t>(Op::checkpoint));
-  std::optional<uint64_t> first;
-  auto emit = [&]() -> Result<void> {
-    auto lsn = journal_->append(w.bytes());
-    if (!lsn) {
-      return lsn.error();
-    }
-    first = first.value_or(*lsn);
-    w.clear();
-    return {};
-  };
-  for (const auto& [id, e] : index_) {
-    w.put(static_cast<uint8_t>(Op::add));
-    w.put(id.lo);
-    w.put(id.hi);
-    w.put(e.offset_bytes);
-    w.put(e.length_bytes);
-    w.put(e.checksum);
-    w.put(e.refs);
-    if (w.bytes().size() >= kCheckpointRecordBytes) {
-      if (auto r = emit(); !r) {
-        co_return r;
-      }
-    }
+  auto written = co_await index_->checkpoint();
+  if (!written) {
+    co_return written.error();
   }
-  if (!w.bytes().empty()) {
-    if (auto r = emit(); !r) {
-      co_return r;
-    }
+  ByteWriter w;
+  w.put(static_cast<uint8_t>(Op::table_checkpoint));
+  w.put(written->seq);
+  w.put(written->overflow_pages);
+  CAIRN_ASSERT(w.bytes().size() == kTableCheckpointBytes);
+  auto lsn = journal_->append(w.bytes());
+  if (!lsn) {
+    co_return lsn.error();
   }
   if (auto r = co_await journal_->sync(); !r) {
     co_return r;
   }
-  co_return co_await journal_->release_before(*first);
+  co_return co_await journal_->release_before(*lsn);
 }
 
 }  // namespace cairn::io

@@ -9,12 +9,14 @@
 // length, and every read is verified against it (a mismatch is errc::checksum_mismatch and
 // counts in stats; wrong bytes are never returned).
 //
-// Index: chunk id -> (offset, length, checksum, refcount), in RAM (about 90 bytes per chunk),
-// made durable by the journal: flush() syncs the data file first and then appends the
-// changes since the last flush as one journal record and syncs the journal, so a journalled
-// chunk's bytes are always on disk. When the journal passes half full, flush() writes a
-// checkpoint (the whole index) into it and releases what came before. Space of a chunk whose
-// count reaches zero is reused only after the flush that journalled the drop.
+// Index: chunk id -> (offset, length, checksum, refcount), a PagedIndex (an on-disk hash table
+// of 4 KiB pages behind an LRU page cache of Options::index_cache_bytes), made durable by the
+// journal: flush() syncs the data file first and then appends the changes since the last
+// flush as one journal record and syncs the journal, so a journalled chunk's bytes are always
+// on disk. When the journal passes half full or the index's dirty pages pass half their
+// budget, flush() checkpoints: it writes the dirty pages (PagedIndex::checkpoint), journals
+// "table checkpoint N" and releases what came before. Space of a chunk whose count reaches
+// zero is reused only after the flush that journalled the drop.
 //
 // Dedup: a put whose address is already in the index is confirmed by comparing bytes (from
 // the read cache or the disk) unless the hasher is cryptographic; different bytes are a
@@ -30,10 +32,10 @@
 // chunk and completes only after that put does. get() takes no lock. stats() may be called
 // from any thread.
 //
-// Lifetimes: the data BlockFile and the hasher are borrowed and must outlive the store (or
-// the data file is owned, from open_dir()); the journal is owned. Caller buffers are borrowed
-// until the call completes. After a journal or data-sync failure the store is failed: every
-// later mutation returns the error.
+// Lifetimes: the data and index-table BlockFiles and the hasher are borrowed and must outlive the
+// store (or the data file is owned, from open_dir()); the journal is owned. Caller buffers are
+// borrowed until the call completes. After a journal or data-sync failure the store is failed:
+// every later mutation returns the error.
 #pragma once
 
 #include <functional>
@@ -51,6 +53,7 @@
 #include "io/chunk_hash.h"
 #include "io/chunk_store.h"
 #include "io/extent_allocator.h"
+#include "io/paged_index.h"
 #include "io/record_log.h"
 
 namespace cairn::io {
@@ -72,6 +75,9 @@ class LocalChunkStore final : public ChunkStore {
     uint64_t max_capacity_bytes = 0;
     uint64_t cache_bytes = 64ull << 20;
     uint64_t max_put_bytes = 1ull << 20;  // staging buffer allocated at open (grows if needed)
+    BlockFile* index_file = nullptr;      // required: the index table (chunks-index.tbl)
+    uint64_t index_cache_bytes = 64ull << 20;
+    uint64_t index_buckets = 0;  // when the table is created; 0: from capacity_bytes
   };
 
   // Replays the journal and rebuilds the index and free space. Run on the owner's thread.
@@ -80,7 +86,8 @@ class LocalChunkStore final : public ChunkStore {
                                                              const ChunkHasher& hasher,
                                                              Options options);
 
-  // Opens (creating) `<dir>/chunks.data` and `<dir>/chunks-index.log` with O_DIRECT files.
+  // Opens (creating) `<dir>/chunks.data`, `<dir>/chunks-index.log` and
+  // `<dir>/chunks-index.tbl` with O_DIRECT files.
   // With data_path set, chunk data lives there instead: a file, or a raw block device whose
   // whole size is the store's fixed capacity (it is never grown).
   struct DirOptions {
@@ -106,17 +113,12 @@ class LocalChunkStore final : public ChunkStore {
   [[nodiscard]] ChunkStoreStats stats() const override;
 
   // The chunk's reference count, or 0 if it is not stored (owner thread; for tests).
-  [[nodiscard]] uint64_t refs(const ChunkId& id) const;
+  Task<uint64_t> refs(ChunkId id);
   // Where a chunk's bytes are (owner thread; for corruption tests).
-  [[nodiscard]] std::optional<uint64_t> offset_of(const ChunkId& id) const;
+  Task<std::optional<uint64_t>> offset_of(ChunkId id);
 
  private:
-  struct Entry {
-    uint64_t offset_bytes = 0;
-    uint64_t checksum = 0;
-    uint32_t length_bytes = 0;
-    uint32_t refs = 0;
-  };
+  using Entry = IndexEntry;
   struct Plan;
   struct Batch;
   // A new chunk of a put whose data write is in flight: other puts of the same bytes add
@@ -125,7 +127,6 @@ class LocalChunkStore final : public ChunkStore {
     Plan* plan;
     std::size_t fresh_index;
   };
-  using Index = std::unordered_map<ChunkId, Entry, ChunkIdHash>;
   using Counts = std::unordered_map<ChunkId, uint32_t, ChunkIdHash>;
 
   LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
@@ -133,7 +134,8 @@ class LocalChunkStore final : public ChunkStore {
 
   [[nodiscard]] bool on_owner() const noexcept;
   Task<Result<void>> load();
-  [[nodiscard]] Result<void> apply_record(std::span<const std::byte> record);
+  Task<Result<void>> apply_record(std::span<const std::byte> record);
+  Task<Result<std::optional<Entry>>> lookup(const ChunkId& id);
   Task<Result<void>> put_here(std::span<const std::span<const std::byte>> chunks,
                               std::span<ChunkId> ids);
   Task<Result<ChunkId>> plan_chunk(std::span<const std::byte> chunk, Plan& plan);
@@ -143,25 +145,29 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> begin_put(std::span<const std::span<const std::byte>> chunks,
                                std::span<ChunkId> ids, Plan& plan);
   Task<Result<void>> write_new(const Plan& plan);
-  void finish_put(Plan& plan, bool ok);
-  void drop_refs(const Counts& counts);
+  Task<Result<void>> finish_put(Plan& plan, bool ok);
+  Task<Result<void>> drop_refs(const Counts& counts);
   Task<Result<void>> allocate(Plan& plan);
   Task<bool> grow_for(uint64_t length_bytes);
   Task<Result<void>> get_here(ChunkId id, std::span<std::byte> out);
   Task<Result<void>> read_entry(const ChunkId& id, const Entry& e, std::span<std::byte> out);
   Task<Result<void>> ref_here(std::span<const ChunkId> ids, int sign);
+  Task<Result<void>> ref_locked(std::span<const ChunkId> ids, int sign);
   Task<Result<void>> flush_here();
   Task<Result<void>> write_checkpoint();
   Task<Result<void>> checkpoint_locked();
+  [[nodiscard]] bool index_over_budget() const noexcept;
+  void note_index_ram();
   Result<void> fail(std::error_code error);
   void journal_add(const ChunkId& id, const Entry& e);
   void journal_ref(const ChunkId& id, int32_t delta);
-  void drop(const ChunkId& id, Index::iterator it);
+  Task<Result<void>> drop(const ChunkId& id, const Entry& e);
   void update_stats(const std::function<void(ChunkStoreStats&)>& f) const;
   [[nodiscard]] static uint64_t padded(uint64_t length_bytes) noexcept;
 
   BlockFile& data_;
   std::unique_ptr<BlockFile> owned_data_;
+  std::unique_ptr<BlockFile> owned_index_file_;
   std::unique_ptr<RecordLog> journal_;
   const ChunkHasher& hasher_;
   Options options_;
@@ -169,7 +175,7 @@ class LocalChunkStore final : public ChunkStore {
   AsyncMutex flush_mutex_;  // one flush at a time; taken before mutex_
   std::error_code failure_;
 
-  Index index_;
+  std::unique_ptr<PagedIndex> index_;
   ExtentAllocator allocator_;
   ChunkCache cache_;
   std::vector<std::byte> pending_ops_;                        // journal ops since the last flush

@@ -129,6 +129,8 @@ json::object store_json(const io::ChunkStoreStats& s) {
   o["cache_misses"] = s.cache_misses;
   o["cache_hit_ratio"] = hit_ratio(s.cache_hits, s.cache_misses);
   o["checksum_failures"] = s.checksum_failures;
+  o["index_cache_bytes"] = s.index_cache_bytes;
+  o["index_cache_peak_bytes"] = s.index_cache_peak_bytes;
   return o;
 }
 
@@ -520,6 +522,8 @@ Task<AdminResponse> AdminApi::render_metrics() {
             hit_ratio(s.cache_hits, s.cache_misses));
   out.counter("cairn_store_checksum_failures_total", "Chunk reads that failed their checksum.", {},
               s.checksum_failures);
+  out.gauge("cairn_store_index_cache_bytes", "RAM of the chunk index's page cache.", {},
+            static_cast<double>(s.index_cache_bytes));
   auto configs = volumes_.list();
   out.gauge("cairn_volumes", "Volumes on this node.", {}, static_cast<double>(configs.size()));
   for (const blockmap::VolumeConfig& c : configs) {

@@ -79,7 +79,8 @@ struct NodeParts {
 // Opens the durable stores under config.data_dir on reactor 0:
 //   meta.log            the metadata store (volume configs, map roots)
 //   chunks.data         chunk data (O_DIRECT; or store.data_path, which may be a raw
-//                       block device), chunks-index.log its index journal
+//                       block device), chunks-index.tbl its index table and
+//                       chunks-index.log the index journal
 //   volumes/<name>.log  each volume's map journal
 Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hasher,
                                io::Reactor& reactor, NodeParts& parts) {
@@ -106,6 +107,7 @@ Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hash
   store_options.grow_step_bytes = config.data_grow_bytes;
   store_options.max_capacity_bytes = config.data_max_bytes;
   store_options.cache_bytes = config.read_cache_bytes;
+  store_options.index_cache_bytes = config.index_cache_bytes;
   io::LocalChunkStore::DirOptions dir_options;
   dir_options.data_path = config.data_path;
   dir_options.data_capacity_bytes = config.data_initial_bytes;

@@ -164,12 +164,14 @@ struct World {
   YieldingLogFactory yielding_logs;
   // Backend::local: the data disk and the logs of the chunk index and the meta store.
   io::SimBlockFile data{2 << 20, 256 << 20};
+  io::SimBlockFile index_table;
   io::SimLogFactory system_logs{1 << 20};
 
   void power_cut(uint64_t seed) {
     store.power_cut(seed);
     logs.power_cut_all(seed);
     data.power_cut(seed ^ 0xda7a);
+    index_table.power_cut(seed ^ 0x1dc5);
     system_logs.power_cut_all(seed ^ 0x5157);
   }
 };
@@ -204,6 +206,9 @@ Task<Result<void>> open_local_stores(World& world, Life& life) {
   options.grow_step_bytes = 2 << 20;
   options.max_capacity_bytes = 256 << 20;
   options.cache_bytes = 256 << 10;
+  options.index_file = &world.index_table;
+  // A few pages only, so index pages are evicted and read back between crashes.
+  options.index_cache_bytes = 4 * io::PagedIndex::kPageCostBytes;
   auto store =
       co_await io::LocalChunkStore::open(world.data, std::move(*journal), world.hasher, options);
   if (!store) {

@@ -1,0 +1,135 @@
+// PagedIndex: the chunk store's index (chunk id -> IndexEntry) as an on-disk hash table of
+// 4 KiB bucket pages, paged through an LRU cache whose size is bounded by a budget. Format and
+// crash argument: docs/on-disk-format.md, "Index table".
+//
+// Every logical page (a bucket, or an overflow page chained from one) has two 4 KiB slots in
+// the file. checkpoint() writes each dirty page, stamped with the next checkpoint sequence
+// number, into the slot that does NOT hold its newest durable version, then syncs the file.
+// The owner journals "checkpoint N complete" after that; until it does, recovery ignores the
+// new versions (a page is read as the newest valid slot with seq <= the last complete
+// checkpoint), so a torn page write or a crash in the middle of a checkpoint never destroys
+// the previous checkpoint's version. Changes made between checkpoints are in dirty pages
+// (cached, or written back as below), which count for nothing durable until the checkpoint
+// completes; the owner's journal makes them durable, and replaying it after the last complete
+// checkpoint restores them.
+//
+// RAM: cached_bytes() counts every cached page at a fixed cost (kPageCostBytes, the page's
+// decoded size at full capacity plus bookkeeping). Whenever an operation ends above the
+// budget, clean pages are evicted, least recently used first, and then dirty ones are written
+// back: stamped with the coming checkpoint's number, into the slot that checkpoint would use
+// (no sync). Recovery ignores them until the journal names that checkpoint complete; in
+// memory, a page read back takes such a version as its contents. Before scan() has erased the
+// versions of an unfinished checkpoint (while the owner replays its journal), dirty pages are
+// pinned instead.
+//
+// Threading: one thread (the store's owner). Operations serialize on an internal AsyncMutex,
+// so they may be called concurrently from coroutines of that thread. The BlockFile is
+// borrowed and must outlive the index.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+
+#include "base/asio.h"
+#include "base/result.h"
+#include "io/aligned_buffer.h"
+#include "io/async_mutex.h"
+#include "io/block_file.h"
+#include "io/chunk_id.h"
+#include "io/index_page.h"
+
+namespace cairn::io {
+
+class PagedIndex {
+ public:
+  static constexpr uint64_t kSlotBytes = IndexPage::kBytes;
+  static constexpr uint64_t kTableStartBytes = 4096;  // block 0: the table header
+
+  struct Options {
+    uint64_t buckets = 1024;  // used when the file is new (all zero); else the header's
+    uint64_t cache_bytes = 8ull << 20;
+  };
+  // The durable state named by the owner's journal at the last complete checkpoint.
+  struct Checkpoint {
+    uint64_t seq = 0;             // 0: none yet (every page reads as empty)
+    uint64_t overflow_pages = 0;  // overflow pages allocated as of that checkpoint
+  };
+  using Visitor = std::function<void(const ChunkId&, const IndexEntry&)>;
+
+  // Opens the table in `file` (formatting an all-zero file) as of checkpoint `last`.
+  static Task<Result<std::unique_ptr<PagedIndex>>> open(BlockFile& file, Options options,
+                                                        Checkpoint last);
+
+  Task<Result<std::optional<IndexEntry>>> find(ChunkId id);
+  // Inserts or replaces the entry of `id`.
+  Task<Result<void>> put(ChunkId id, IndexEntry entry);
+  // Removes `id`; false if it was not there.
+  Task<Result<bool>> erase(ChunkId id);
+  // Writes every dirty page (new checkpoint sequence number) and syncs the file. The owner
+  // journals the returned state; pages become evictable.
+  Task<Result<Checkpoint>> checkpoint();
+  // Visits every entry once (pages are streamed, not cached), and erases page versions left
+  // by a checkpoint that never completed, so that a later checkpoint with the same sequence
+  // number cannot make them current. Call after replaying the journal, before checkpoint().
+  Task<Result<void>> scan(const Visitor& visit);
+
+  [[nodiscard]] uint64_t buckets() const noexcept { return buckets_; }
+  [[nodiscard]] uint64_t cached_bytes() const noexcept { return pages_.size() * kPageCostBytes; }
+  [[nodiscard]] uint64_t dirty_bytes() const noexcept { return dirty_ * kPageCostBytes; }
+  [[nodiscard]] uint64_t budget_bytes() const noexcept { return budget_bytes_; }
+  [[nodiscard]] uint64_t page_reads() const noexcept { return page_reads_; }
+  [[nodiscard]] uint64_t bucket_of(const ChunkId& id) const noexcept;
+
+ private:
+  struct Cached {
+    IndexPage page;
+    int current_slot = -1;  // the slot of the newest version of a complete checkpoint; -1: none
+    bool dirty = false;
+    std::list<uint64_t>::iterator lru;  // in lru_ when clean, in dirty_lru_ when dirty
+  };
+
+ public:
+  static constexpr uint64_t kPageCostBytes =
+      sizeof(Cached) + IndexPage::kCapacity * sizeof(IndexPage::Item) + 64;
+
+ private:
+  PagedIndex(BlockFile& file, uint64_t buckets, uint64_t cache_bytes, Checkpoint last);
+
+  Task<Result<Cached*>> load(uint64_t page_no);
+  struct Found {
+    Cached* page = nullptr;  // holding the id, or null
+    std::size_t at = 0;
+    Cached* room = nullptr;  // first page of the chain with a free item
+    Cached* last = nullptr;  // end of the chain
+  };
+  Task<Result<Found>> locate(const ChunkId& id);
+  void mark_dirty(Cached& c);
+  Task<Result<void>> evict();
+  Task<Result<void>> write_back(Cached& c);
+  [[nodiscard]] uint64_t slot_offset(uint64_t page_no, int slot) const noexcept;
+  [[nodiscard]] uint64_t logical_pages() const noexcept { return buckets_ + overflow_pages_; }
+  // Chooses the version of `page_no` in a pair of slots (2 * kSlotBytes).
+  // `pending`: also take a version written back for the coming checkpoint as the contents.
+  Result<void> choose(std::span<const std::byte> pair, uint64_t page_no, IndexPage& page, int& slot,
+                      bool pending) const;
+
+  BlockFile& file_;
+  uint64_t buckets_;
+  uint64_t budget_bytes_;
+  uint64_t complete_seq_;
+  uint64_t overflow_pages_;
+  uint64_t dirty_ = 0;
+  uint64_t page_reads_ = 0;
+  AsyncMutex mutex_;
+  std::unordered_map<uint64_t, std::unique_ptr<Cached>> pages_;
+  std::list<uint64_t> lru_;        // clean pages; front: most recently used
+  std::list<uint64_t> dirty_lru_;  // dirty pages; front: most recently used
+  bool repaired_ = false;          // scan() ran: pages may be written back before a checkpoint
+  AlignedBuffer io_;               // one page pair
+};
+
+}  // namespace cairn::io
