@@ -218,7 +218,7 @@ TEST(LocalChunkStore, PutIntoFragmentedSpaceWritesEveryRun) {
   ASSERT_TRUE(fresh);
   // No two new chunks are neighbours: each is its own run.
   for (std::size_t i = 1; i < fresh->size(); ++i) {
-    EXPECT_NE(*s.store().offset_of((*fresh)[i]), *s.store().offset_of((*fresh)[i - 1]) + 4096);
+    EXPECT_NE(*s.offset_of((*fresh)[i]), *s.offset_of((*fresh)[i - 1]) + 4096);
   }
   ASSERT_TRUE(s.flush());
   ASSERT_TRUE(s.open());  // an empty cache: the reads go to the disk
