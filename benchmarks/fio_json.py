@@ -176,6 +176,35 @@ def precondition_table(path):
     return out
 
 
+def peak_rss_table(path, meta):
+    """cairnd's peak RSS per cell (the largest over the runs) against its configured caches."""
+    if not os.path.exists(path):
+        return ["(no peak RSS recorded: /proc/PID/status was not readable)"]
+    peaks = {}
+    order = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 4 or not fields[3].isdigit():
+                continue
+            key = (fields[0], fields[1])
+            if key not in peaks:
+                order.append(key)
+            peaks[key] = max(peaks.get(key, 0), int(fields[3]) * 1024)
+    mib = 1 << 20
+    other = int(meta.get("cairnd_map_cache", 0)) + int(meta.get("cairnd_index_cache", 0))
+    caches = {"cairnd-hot": int(meta["cairnd_hot_cache"]) + other,
+              "cairnd-cold": int(meta["cairnd_cold_cache"]) + other}
+    out = ["| server | cell | peak RSS MiB | configured caches MiB | RSS above the caches MiB |",
+           "|---|---|---:|---:|---:|"]
+    for server, cell in order:
+        peak = peaks[(server, cell)]
+        cap = caches.get(server, 0)
+        out.append(f"| {SERVER_LABELS.get(server, server)} | {cell} | {peak / mib:,.0f} "
+                   f"| {cap / mib:,.0f} | {(peak - cap) / mib:,.0f} |")
+    return out
+
+
 def peers_report(results_dir):
     with open(os.path.join(results_dir, "meta.json"), encoding="utf-8") as f:
         meta = json.load(f)
@@ -202,6 +231,11 @@ def peers_report(results_dir):
               "longer p99 (worse). Read cells compare cairnd hot with nbdkit file and the "
               "ceiling, cairnd cold with qemu-nbd; write cells use the hot instance.", ""]
     lines += peers_table(runs, servers)
+    lines += ["", "### cairnd's peak RSS per cell", "",
+              "VmHWM after each cell, reset between cells (`clear_refs`); the largest of the "
+              "runs. Configured caches: cache.read_bytes + cache.map_bytes (one volume) + "
+              "cache.index_bytes. A negative last column means the caches were not full.", ""]
+    lines += peak_rss_table(os.path.join(results_dir, "peak-rss.tsv"), meta)
     return "\n".join(lines) + "\n"
 
 

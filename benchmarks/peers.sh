@@ -118,11 +118,16 @@ fi
 # --- start everything -----------------------------------------------------------------------
 hot_cache=$((size_bytes + size_bytes / 4))
 cold_cache=$((size_bytes / 8))
+# The other two caches, set explicitly so the peak-RSS table can name the configured total.
+map_cache=$((64 << 20))
+index_cache=$((64 << 20))
 if want cairnd; then
   bench_start_cairnd cairnd-hot "$cairnd_bin" bench "$size_bytes" \
-    --set "cache.read_bytes=$hot_cache" || true
+    --set "cache.read_bytes=$hot_cache" --set "cache.map_bytes=$map_cache" \
+    --set "cache.index_bytes=$index_cache" || true
   bench_start_cairnd cairnd-cold "$cairnd_bin" bench "$size_bytes" \
-    --set "cache.read_bytes=$cold_cache" || true
+    --set "cache.read_bytes=$cold_cache" --set "cache.map_bytes=$map_cache" \
+    --set "cache.index_bytes=$index_cache" || true
 fi
 if want qemu-nbd; then
   start_qemu_nbd
@@ -160,6 +165,17 @@ physical_bytes() {
   printf '%s\t%s\n' "$(bench_disk_bytes "${datadir[$name]}")" "du of the backing file"
 }
 
+# record_peak_rss NAME CELL RUN: cairnd's peak RSS (VmHWM) during the cell, then resets the
+# high-water mark (clear_refs 5) so the next cell starts from the current RSS.
+record_peak_rss() {
+  local name="$1" cell="$2" run="$3" hwm
+  hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/${pid[$name]}/status" 2>/dev/null || true)"
+  [[ -n "$hwm" ]] || return 0
+  printf '%s\t%s\t%s\t%s\n' "$name" "$cell" "$run" "$hwm" >>"$results/peak-rss.tsv"
+  echo 5 >"/proc/${pid[$name]}/clear_refs" 2>/dev/null ||
+    bench_log "cannot reset $name's VmHWM: later cells show the peak so far"
+}
+
 precondition() {
   local name="$1" before="" after method="(no backing store)" physical="n/a" allocated
   if [[ -n "${datadir[$name]:-}" ]]; then
@@ -185,6 +201,9 @@ precondition() {
 
 for name in "${active[@]}"; do
   precondition "$name"
+  if [[ "$name" == cairnd-* ]]; then
+    record_peak_rss "$name" precondition 0
+  fi
 done
 
 # --- the matrix -----------------------------------------------------------------------------
@@ -215,6 +234,9 @@ run_cell() {
     --refill_buffers --group_reporting --output-format=json \
     --output="$results/$name.$cell.$run.json" >/dev/null ||
     bench_log "fio failed: $name $cell run $run"
+  if [[ "$name" == cairnd-* ]]; then
+    record_peak_rss "$name" "$cell" "$run"
+  fi
 }
 
 for ((run = 1; run <= runs; run++)); do
@@ -248,6 +270,7 @@ META_DATE="$date_start to $(date -u '+%H:%M UTC')" META_MACHINE="$machine_start;
   META_FIO="$(fio --version)" \
   META_COMMIT="$commit" META_STORE="$store_note" META_RUNS="$runs" META_RUNTIME="$runtime_s" \
   META_RAMP="$ramp_s" META_SIZE="$size_bytes" META_HOT="$hot_cache" META_COLD="$cold_cache" \
+  META_MAP="$map_cache" META_INDEX="$index_cache" \
   python3 - "$results" <<'PY'
 import json, os, sys
 e = os.environ
@@ -257,7 +280,8 @@ meta = {
     "runs": int(e["META_RUNS"]), "runtime_s": int(e["META_RUNTIME"]),
     "ramp_s": int(e["META_RAMP"]), "size_bytes": int(e["META_SIZE"]),
     "commit": e["META_COMMIT"], "store_note": e["META_STORE"],
-    "cairnd_hot_cache": e["META_HOT"], "cairnd_cold_cache": e["META_COLD"], "notes": notes,
+    "cairnd_hot_cache": e["META_HOT"], "cairnd_cold_cache": e["META_COLD"],
+    "cairnd_map_cache": e["META_MAP"], "cairnd_index_cache": e["META_INDEX"], "notes": notes,
 }
 with open(os.path.join(sys.argv[1], "meta.json"), "w") as f:
     json.dump(meta, f, indent=1)
