@@ -241,7 +241,40 @@ Task<Result<PagedIndex::Found>> PagedIndex::locate(const ChunkId& id) {
   }
 }
 
+std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& id) {
+  if (mutex_.locked()) {
+    return std::nullopt;
+  }
+  uint64_t page_no = bucket_of(id);
+  for (uint64_t steps = 0; steps <= logical_pages(); ++steps) {
+    auto it = pages_.find(page_no);
+    if (it == pages_.end()) {
+      return std::nullopt;
+    }
+    Cached* c = it->second.get();
+    auto& list = c->dirty ? dirty_lru_ : lru_;
+    list.splice(list.begin(), list, c->lru);
+    for (const IndexPage::Item& item : c->page.items) {
+      if (item.id == id) {
+        return std::optional<IndexEntry>(item.entry);
+      }
+    }
+    if (c->page.next == 0) {
+      return std::optional<IndexEntry>();
+    }
+    page_no = c->page.next - 1;
+    if (page_no < buckets_ || page_no >= logical_pages()) {
+      return std::nullopt;  // locate() reports the damage
+    }
+  }
+  return std::nullopt;
+}
+
 Task<Result<std::optional<IndexEntry>>> PagedIndex::find(ChunkId id) {
+  // The common case, a cached chain: no lock, no suspension, no coroutine frames below this.
+  if (auto hit = find_cached(id)) {
+    co_return *hit;
+  }
   auto guard = co_await mutex_.scoped();
   auto f = co_await locate(id);
   std::optional<IndexEntry> out;

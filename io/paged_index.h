@@ -107,6 +107,9 @@ class PagedIndex {
     Cached* last = nullptr;  // end of the chain
   };
   Task<Result<Found>> locate(const ChunkId& id);
+  // find() without suspending: answers when no operation holds the mutex (so no chain is
+  // half changed) and the id's whole chain is cached; std::nullopt when it cannot.
+  std::optional<std::optional<IndexEntry>> find_cached(const ChunkId& id);
   void mark_dirty(Cached& c);
   Task<Result<void>> evict();
   Task<Result<void>> write_back(Cached& c);

@@ -178,6 +178,49 @@ TEST(PagedIndex, ChainsOverflowPagesAndStaysWithinItsCacheBudget) {
   s.verify({});
 }
 
+TEST(PagedIndex, FindsInACachedChainWithoutReadingTheDisk) {
+  SimIndex s(/*buckets=*/4, /*cache_bytes=*/64 * PagedIndex::kPageCostBytes);
+  s.open();
+  for (uint64_t k = 0; k < 600; ++k) {
+    s.put(ChunkId{k, k * 7}, entry_for(k));
+  }
+  auto c = s.checkpoint();
+  ASSERT_TRUE(c);
+  s.journal(*c);
+  s.open();                     // nothing cached
+  s.verify({ChunkId{1, 999}});  // loads every chain once
+  uint64_t reads = s.index().page_reads();
+  s.verify({ChunkId{1, 999}, ChunkId{5, 5}});
+  EXPECT_EQ(s.index().page_reads(), reads);
+
+  // A find() while a put() holds the lock (between two steps: it reads the page from disk)
+  // waits for it and sees a consistent chain.
+  s.open();
+  bool put_done = false;
+  std::optional<IndexEntry> seen;
+  asio::co_spawn(
+      s.ctx(),
+      [&]() -> Task<void> {
+        auto r = co_await s.index().put(ChunkId{3, 3}, entry_for(3000));
+        put_done = r.has_value();
+      },
+      asio::detached);
+  asio::co_spawn(
+      s.ctx(),
+      [&]() -> Task<void> {
+        auto r = co_await s.index().find(ChunkId{3, 3});
+        if (r) {
+          seen = *r;
+        }
+      },
+      asio::detached);
+  s.ctx().restart();
+  s.ctx().run();
+  EXPECT_TRUE(put_done);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(*seen, entry_for(3000));
+}
+
 // Random operations; each round ends in one of: a journalled checkpoint; a checkpoint whose
 // writes fail part way and then lose power (torn, dropped or kept writes); or a checkpoint that
 // completes on disk but is never journalled before the power cut. After every cut the index
