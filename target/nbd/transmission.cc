@@ -6,6 +6,7 @@
 #include "base/assert.h"
 #include "base/log.h"
 #include "base/request_metrics.h"
+#include "io/aligned_buffer.h"
 
 namespace cairn::target::nbd {
 namespace {
@@ -44,7 +45,9 @@ bool is_eof(std::error_code ec) noexcept {
 struct Transmission::Job {
   Request request;
   Errno error = Errno::ok;
-  std::vector<std::byte> data;  // the write payload or the read result
+  // The write payload or the read result. Page-aligned, so that a chunk-aligned read's
+  // pieces are read from disk straight into it (O_DIRECT needs no bounce buffer).
+  std::vector<std::byte, io::DirectIoAllocator<std::byte>> data;
   std::vector<blockmap::Extent> extents;
   std::vector<std::byte> headers;  // reply headers; sized before iov points into it
   std::vector<asio::const_buffer> iov;
