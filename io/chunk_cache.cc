@@ -17,7 +17,16 @@ void ChunkCache::insert(const ChunkId& id, std::span<const std::byte> data) {
   if (data.size() > budget_bytes_) {
     return;
   }
-  erase(id);
+  if (auto it = map_.find(id); it != map_.end()) {
+    if (it->second->data.size() == data.size()) {  // the same chunk again: refresh in place
+      std::memcpy(it->second->data.data(), data.data(), data.size());
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return;
+    }
+    used_bytes_ -= it->second->data.size();
+    lru_.erase(it->second);
+    map_.erase(it);
+  }
   if (!lru_.empty() && used_bytes_ + data.size() > budget_bytes_ &&
       lru_.back().data.size() == data.size()) {
     // The least recently used entry must go anyway: reuse its list node, index node and

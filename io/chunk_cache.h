@@ -6,6 +6,7 @@
 // cache outlives a call.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <list>
 #include <span>
@@ -18,7 +19,11 @@ namespace cairn::io {
 
 class ChunkCache {
  public:
-  explicit ChunkCache(uint64_t budget_bytes) : budget_bytes_(budget_bytes) {}
+  explicit ChunkCache(uint64_t budget_bytes) : budget_bytes_(budget_bytes) {
+    // Buckets for a budget's worth of 4 KiB chunks up front (capped): no rehash while the
+    // cache fills.
+    map_.reserve(static_cast<std::size_t>(std::min<uint64_t>(budget_bytes / 4096, 1u << 20)));
+  }
 
   // The cached bytes of `id`, or nullptr. Marks the entry recently used. The pointer is
   // valid until the next non-const call.
