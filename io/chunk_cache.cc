@@ -23,49 +23,46 @@ void ChunkCache::insert(const ChunkId& id, std::span<const std::byte> data) {
       lru_.splice(lru_.begin(), lru_, it->second);
       return;
     }
-    used_bytes_ -= it->second->data.size();
-    lru_.erase(it->second);
-    map_.erase(it);
-  }
-  if (!lru_.empty() && used_bytes_ + data.size() > budget_bytes_ &&
-      lru_.back().data.size() == data.size()) {
-    // The least recently used entry must go anyway: reuse its list node, index node and
-    // buffer, so a full cache allocates nothing per insert.
-    auto item = std::prev(lru_.end());
-    auto node = map_.extract(item->id);
-    used_bytes_ -= item->data.size();
-    lru_.splice(lru_.begin(), lru_, item);
-    evict_to(budget_bytes_ - data.size());
-    item->id = id;
-    std::memcpy(item->data.data(), data.data(), data.size());
-    node.key() = id;
-    node.mapped() = item;
-    map_.insert(std::move(node));
-    used_bytes_ += data.size();
-    return;
+    retire(it);
   }
   evict_to(budget_bytes_ - data.size());
-  lru_.push_front(Item{id, std::vector<std::byte>(data.begin(), data.end())});
-  map_.emplace(id, lru_.begin());
+  // A retired entry of the same size gives its list node and buffer; otherwise a new one,
+  // after spare buffers have made room for it (cached plus spare stay within the budget).
+  const bool reuse = !spare_.empty() && spare_.front().data.size() == data.size();
+  if (reuse) {
+    spare_bytes_ -= data.size();
+    lru_.splice(lru_.begin(), spare_, spare_.begin());
+  }
+  while (!spare_.empty() && used_bytes_ + data.size() + spare_bytes_ > budget_bytes_) {
+    spare_bytes_ -= spare_.back().data.size();
+    spare_.pop_back();
+  }
+  if (reuse) {
+    std::memcpy(lru_.front().data.data(), data.data(), data.size());
+    lru_.front().id = id;
+  } else {
+    lru_.push_front(Item{id, std::vector<std::byte>(data.begin(), data.end())});
+  }
   used_bytes_ += data.size();
+  map_.emplace(id, lru_.begin());
 }
 
 void ChunkCache::erase(const ChunkId& id) {
-  auto it = map_.find(id);
-  if (it == map_.end()) {
-    return;
+  if (auto it = map_.find(id); it != map_.end()) {
+    retire(it);
   }
+}
+
+void ChunkCache::retire(Map::iterator it) {
   used_bytes_ -= it->second->data.size();
-  lru_.erase(it->second);
+  spare_bytes_ += it->second->data.size();
+  spare_.splice(spare_.begin(), lru_, it->second);
   map_.erase(it);
 }
 
 void ChunkCache::evict_to(uint64_t budget) {
   while (used_bytes_ > budget && !lru_.empty()) {
-    Item& last = lru_.back();
-    used_bytes_ -= last.data.size();
-    map_.erase(last.id);
-    lru_.pop_back();
+    retire(map_.find(lru_.back().id));
   }
 }
 

@@ -2,6 +2,11 @@
 // out first. Because it is keyed by id, a deduplicated chunk is cached once however many
 // volumes refer to it. The budget counts chunk bytes (not the per-entry bookkeeping).
 //
+// Memory: an entry that leaves (evicted or erased) keeps its list node and buffer on a spare
+// list, and the next insert of the same size takes them, so a cache in steady state (inserts
+// balanced by evictions or by erases of dropped chunks) allocates no chunk buffers. Cached
+// plus spare bytes stay within the budget; spare ones go first.
+//
 // Threading: one thread (the store's owner). Lookups copy out, so no reference into the
 // cache outlives a call.
 #pragma once
@@ -32,6 +37,7 @@ class ChunkCache {
   void erase(const ChunkId& id);
 
   [[nodiscard]] uint64_t used_bytes() const noexcept { return used_bytes_; }
+  [[nodiscard]] uint64_t spare_bytes() const noexcept { return spare_bytes_; }
   [[nodiscard]] std::size_t entries() const noexcept { return map_.size(); }
 
  private:
@@ -39,12 +45,16 @@ class ChunkCache {
     ChunkId id;
     std::vector<std::byte> data;
   };
+  using Map = std::unordered_map<ChunkId, std::list<Item>::iterator, ChunkIdHash>;
+  void retire(Map::iterator it);  // moves the entry to spare_
   void evict_to(uint64_t budget);
 
   uint64_t budget_bytes_;
   uint64_t used_bytes_ = 0;
-  std::list<Item> lru_;  // front: most recent
-  std::unordered_map<ChunkId, std::list<Item>::iterator, ChunkIdHash> map_;
+  uint64_t spare_bytes_ = 0;
+  std::list<Item> lru_;    // front: most recent
+  std::list<Item> spare_;  // retired entries, buffers kept; front: most recently retired
+  Map map_;
 };
 
 }  // namespace cairn::io

@@ -54,5 +54,38 @@ TEST(ChunkCache, EvictsTheLeastRecentlyUsedWithinItsBudget) {
   EXPECT_EQ(cache.find(ChunkId{6, 0}), nullptr);
 }
 
+TEST(ChunkCache, ReusesTheBuffersOfEntriesThatLeftWithinItsBudget) {
+  ChunkCache cache(4 * 4096);
+  for (uint64_t k = 1; k <= 4; ++k) {
+    cache.insert(ChunkId{k, 0}, bytes(4096, static_cast<int>(k)));
+  }
+  const std::byte* buffer_of_1 = cache.find(ChunkId{1, 0})->data();
+  cache.erase(ChunkId{1, 0});  // a dropped chunk: its buffer waits on the spare list
+  EXPECT_EQ(cache.used_bytes(), 3u * 4096);
+  EXPECT_EQ(cache.spare_bytes(), 4096u);
+  cache.insert(ChunkId{9, 0}, bytes(4096, 9));  // takes it
+  EXPECT_EQ(cache.find(ChunkId{9, 0})->data(), buffer_of_1);
+  EXPECT_EQ(*cache.find(ChunkId{9, 0}), bytes(4096, 9));
+  EXPECT_EQ(cache.spare_bytes(), 0u);
+
+  // An eviction hands the evicted entry's buffer to the insert that caused it.
+  const std::byte* lru_buffer = cache.find(ChunkId{2, 0})->data();
+  for (uint64_t k : {3, 4, 9}) {
+    ASSERT_NE(cache.find(ChunkId{k, 0}), nullptr);  // 2 is now the least recent
+  }
+  cache.insert(ChunkId{10, 0}, bytes(4096, 10));
+  EXPECT_EQ(cache.find(ChunkId{2, 0}), nullptr);
+  EXPECT_EQ(cache.find(ChunkId{10, 0})->data(), lru_buffer);
+  EXPECT_LE(cache.used_bytes() + cache.spare_bytes(), 4u * 4096);
+
+  // Spare buffers of another size give way: cached plus spare stays within the budget.
+  cache.erase(ChunkId{3, 0});
+  cache.erase(ChunkId{4, 0});
+  EXPECT_EQ(cache.spare_bytes(), 2u * 4096);
+  cache.insert(ChunkId{11, 0}, bytes(3 * 4096, 11));
+  EXPECT_EQ(*cache.find(ChunkId{11, 0}), bytes(3 * 4096, 11));
+  EXPECT_LE(cache.used_bytes() + cache.spare_bytes(), 4u * 4096);
+}
+
 }  // namespace
 }  // namespace cairn::io
