@@ -11,18 +11,27 @@ ExtentAllocator::ExtentAllocator(uint64_t begin_bytes, uint64_t end_bytes)
   CAIRN_ASSERT(end_bytes % BlockFile::kAlignment == 0);
   CAIRN_ASSERT(begin_bytes <= end_bytes);
   if (end_bytes > begin_bytes) {
-    free_.emplace(begin_bytes, end_bytes - begin_bytes);
+    insert_extent(begin_bytes, end_bytes - begin_bytes);
     free_bytes_ = end_bytes - begin_bytes;
   }
 }
 
-std::optional<uint64_t> ExtentAllocator::take_from(std::map<uint64_t, uint64_t>::iterator it,
-                                                   uint64_t length_bytes) {
+void ExtentAllocator::insert_extent(uint64_t offset_bytes, uint64_t length_bytes) {
+  free_.emplace(offset_bytes, length_bytes);
+  by_length_.emplace(length_bytes, offset_bytes);
+}
+
+ExtentAllocator::ByOffset::iterator ExtentAllocator::erase_extent(ByOffset::iterator it) {
+  by_length_.erase({it->second, it->first});
+  return free_.erase(it);
+}
+
+std::optional<uint64_t> ExtentAllocator::take_from(ByOffset::iterator it, uint64_t length_bytes) {
   uint64_t offset = it->first;
   uint64_t length = it->second;
-  free_.erase(it);
+  erase_extent(it);
   if (length > length_bytes) {
-    free_.emplace(offset + length_bytes, length - length_bytes);
+    insert_extent(offset + length_bytes, length - length_bytes);
   }
   free_bytes_ -= length_bytes;
   cursor_ = offset + length_bytes;
@@ -31,7 +40,7 @@ std::optional<uint64_t> ExtentAllocator::take_from(std::map<uint64_t, uint64_t>:
 
 std::optional<uint64_t> ExtentAllocator::allocate(uint64_t length_bytes) {
   CAIRN_ASSERT(length_bytes > 0 && length_bytes % BlockFile::kAlignment == 0);
-  if (length_bytes > free_bytes_) {
+  if (length_bytes > largest_extent_bytes()) {
     return std::nullopt;
   }
   // Next fit: the first extent at or after the cursor, then from the start.
@@ -48,6 +57,27 @@ std::optional<uint64_t> ExtentAllocator::allocate(uint64_t length_bytes) {
   return std::nullopt;
 }
 
+std::optional<uint64_t> ExtentAllocator::allocate_best_fit(uint64_t length_bytes) {
+  CAIRN_ASSERT(length_bytes > 0 && length_bytes % BlockFile::kAlignment == 0);
+  auto fit = by_length_.lower_bound({length_bytes, 0});
+  if (fit == by_length_.end()) {
+    return std::nullopt;
+  }
+  return take_from(free_.find(fit->second), length_bytes);
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> ExtentAllocator::allocate_largest(uint64_t max_bytes) {
+  CAIRN_ASSERT(max_bytes > 0 && max_bytes % BlockFile::kAlignment == 0);
+  if (by_length_.empty()) {
+    return std::nullopt;
+  }
+  // The largest length, the lowest offset among extents of that length.
+  auto largest = by_length_.lower_bound({by_length_.rbegin()->first, 0});
+  uint64_t length = std::min(largest->first, max_bytes);
+  auto offset = take_from(free_.find(largest->second), length);
+  return std::pair{*offset, length};
+}
+
 bool ExtentAllocator::reserve(uint64_t offset_bytes, uint64_t length_bytes) {
   auto it = free_.upper_bound(offset_bytes);
   if (it == free_.begin()) {
@@ -59,12 +89,12 @@ bool ExtentAllocator::reserve(uint64_t offset_bytes, uint64_t length_bytes) {
   if (offset_bytes + length_bytes > start + length) {
     return false;
   }
-  free_.erase(it);
+  erase_extent(it);
   if (offset_bytes > start) {
-    free_.emplace(start, offset_bytes - start);
+    insert_extent(start, offset_bytes - start);
   }
   if (start + length > offset_bytes + length_bytes) {
-    free_.emplace(offset_bytes + length_bytes, start + length - offset_bytes - length_bytes);
+    insert_extent(offset_bytes + length_bytes, start + length - offset_bytes - length_bytes);
   }
   free_bytes_ -= length_bytes;
   return true;
@@ -82,20 +112,16 @@ void ExtentAllocator::free(uint64_t offset_bytes, uint64_t length_bytes) {
     if (prev->first + prev->second == offset_bytes) {
       offset_bytes = prev->first;
       length_bytes += prev->second;
-      free_.erase(prev);
+      erase_extent(prev);
     }
   }
   if (next != free_.end() && next->first == offset_bytes + length_bytes) {
     length_bytes += next->second;
-    free_.erase(next);
+    erase_extent(next);
   }
-  free_.emplace(offset_bytes, length_bytes);
+  insert_extent(offset_bytes, length_bytes);
   free_bytes_ += freed;
 }
-
-}  // namespace cairn::io
-
-namespace cairn::io {
 
 void ExtentAllocator::extend(uint64_t new_end_bytes) {
   CAIRN_ASSERT(new_end_bytes % BlockFile::kAlignment == 0);

@@ -731,8 +731,15 @@ Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
   co_return result;
 }
 
-// One contiguous run if there is one; otherwise each chunk where it fits; growing the data
-// file once if allowed.
+// Where a put's new chunks go (docs/on-disk-format.md, "Allocation"):
+// - one contiguous run when one extent holds them: the smallest such extent (best fit), so
+//   small puts fill the holes that overwrites leave and large free runs stay whole;
+// - a large put (kLargePutBytes or more) that no extent holds grows the data file and takes a
+//   run of the new space, while free space is at most max_fragmented_percent of capacity:
+//   one large write instead of one per hole, for a bounded amount of stranded space;
+// - otherwise the largest extents first, each holding as many chunks as fit, so the put is a
+//   few large writes rather than one per chunk;
+// - when nothing fits, the data file grows once if allowed and the put tries again.
 Task<Result<void>> LocalChunkStore::allocate(Plan& plan) {
   uint64_t total = 0;
   for (const Plan::Fresh& f : plan.fresh) {
@@ -742,38 +749,97 @@ Task<Result<void>> LocalChunkStore::allocate(Plan& plan) {
     co_return Result<void>{};
   }
   std::vector<std::pair<uint64_t, uint64_t>>& taken = plan.extents;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (auto run = allocator_.allocate(total)) {
-      uint64_t at = *run;
-      for (Plan::Fresh& f : plan.fresh) {
-        f.offset_bytes = at;
-        at += padded(f.data.size());
-      }
-      taken.emplace_back(*run, total);
-      co_return Result<void>{};
+  auto contiguous = [&]() -> bool {
+    auto run = allocator_.allocate_best_fit(total);
+    if (!run) {
+      return false;
     }
-    bool all = true;
+    uint64_t at = *run;
     for (Plan::Fresh& f : plan.fresh) {
-      auto one = allocator_.allocate(padded(f.data.size()));
-      if (!one) {
-        all = false;
-        break;
-      }
-      f.offset_bytes = *one;
-      taken.emplace_back(*one, padded(f.data.size()));
+      f.offset_bytes = at;
+      at += padded(f.data.size());
     }
-    if (all) {
+    taken.emplace_back(*run, total);
+    return true;
+  };
+  if (contiguous()) {
+    co_return Result<void>{};
+  }
+  // (No co_await inside && or ||: g++ 12 miscompiles some of those.)
+  if (total >= kLargePutBytes && grow_instead_of_scattering()) {
+    const bool grown = co_await grow_for(total);
+    if (grown && contiguous()) {
       co_return Result<void>{};
     }
-    for (auto [off, len] : taken) {
-      allocator_.free(off, len);
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (attempt > 0 && contiguous()) {
+      co_return Result<void>{};
     }
-    taken.clear();
-    if (attempt > 0 || !co_await grow_for(total)) {
+    if (scatter(plan, total)) {
+      co_return Result<void>{};
+    }
+    if (attempt > 0) {
+      break;
+    }
+    const bool grown = co_await grow_for(total);
+    if (!grown) {
       break;
     }
   }
   co_return make_error(errc::no_space);
+}
+
+// Fills the largest free extents in turn with the put's chunks, in order. False (and nothing
+// taken) if they do not all fit.
+bool LocalChunkStore::scatter(Plan& plan, uint64_t total) {
+  std::vector<std::pair<uint64_t, uint64_t>>& taken = plan.extents;
+  uint64_t left = total;
+  std::size_t i = 0;
+  while (i < plan.fresh.size()) {
+    const uint64_t need = padded(plan.fresh[i].data.size());
+    if (allocator_.largest_extent_bytes() < need) {
+      break;
+    }
+    auto run = allocator_.allocate_largest(left);
+    CAIRN_ASSERT(run.has_value());
+    auto [offset, length] = *run;
+    uint64_t used = 0;
+    while (i < plan.fresh.size() && used + padded(plan.fresh[i].data.size()) <= length) {
+      plan.fresh[i].offset_bytes = offset + used;
+      used += padded(plan.fresh[i].data.size());
+      ++i;
+    }
+    if (used < length) {
+      allocator_.free(offset + used, length - used);  // a chunk that did not fit the end
+    }
+    taken.emplace_back(offset, used);
+    left -= used;
+  }
+  if (i == plan.fresh.size()) {
+    return true;
+  }
+  for (auto [off, len] : taken) {
+    allocator_.free(off, len);
+  }
+  taken.clear();
+  return false;
+}
+
+// Whether a large put that no free extent holds should grow the data file rather than be
+// scattered: growth is allowed and the free space (all of it in runs too short for the put)
+// is at most max_fragmented_percent of the capacity, which bounds the space left stranded
+// in small holes.
+bool LocalChunkStore::grow_instead_of_scattering() const {
+  if (options_.grow_step_bytes == 0) {
+    return false;
+  }
+  if (options_.max_capacity_bytes != 0 &&
+      allocator_.capacity_bytes() + kDataStartBytes >= align_down(options_.max_capacity_bytes)) {
+    return false;
+  }
+  return static_cast<double>(allocator_.free_bytes()) * 100 <=
+         static_cast<double>(allocator_.capacity_bytes()) * options_.max_fragmented_percent;
 }
 
 Task<bool> LocalChunkStore::grow_for(uint64_t length_bytes) {

@@ -63,8 +63,9 @@ class DiskRing;
 class LocalChunkStore final : public ChunkStore {
  public:
   static constexpr uint64_t kMaxChunkBytes = 64 * 1024;
-  static constexpr uint64_t kDataStartBytes = 4096;  // the first block is reserved
-  static constexpr uint32_t kMaxOrdinal = 64;        // colliding chunks tried per address
+  static constexpr uint64_t kDataStartBytes = 4096;      // the first block is reserved
+  static constexpr uint32_t kMaxOrdinal = 64;            // colliding chunks tried per address
+  static constexpr uint64_t kLargePutBytes = 64 * 1024;  // see Options::max_fragmented_percent
 
   struct Options {
     asio::any_io_executor owner;  // required
@@ -73,6 +74,11 @@ class LocalChunkStore final : public ChunkStore {
     // max_capacity_bytes (0: no limit but the file system). grow_step_bytes 0: never grow.
     uint64_t grow_step_bytes = 0;
     uint64_t max_capacity_bytes = 0;
+    // A put of kLargePutBytes or more that no free extent holds grows the data file (when
+    // growth is allowed) instead of being scattered over small holes, while free space is at
+    // most this percentage of capacity. Bounds the space stranded in holes too small for
+    // large puts; 0: grow only when full.
+    uint32_t max_fragmented_percent = 25;
     uint64_t cache_bytes = 64ull << 20;
     uint64_t max_put_bytes = 1ull << 20;  // staging buffer allocated at open (grows if needed)
     BlockFile* index_file = nullptr;      // required: the index table (chunks-index.tbl)
@@ -148,6 +154,8 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> finish_put(Plan& plan, bool ok);
   Task<Result<void>> drop_refs(const Counts& counts);
   Task<Result<void>> allocate(Plan& plan);
+  bool scatter(Plan& plan, uint64_t total);
+  [[nodiscard]] bool grow_instead_of_scattering() const;
   Task<bool> grow_for(uint64_t length_bytes);
   Task<Result<void>> get_here(ChunkId id, std::span<std::byte> out);
   Task<Result<void>> read_entry(const ChunkId& id, const Entry& e, std::span<std::byte> out);

@@ -230,6 +230,114 @@ TEST(LocalChunkStore, PutIntoFragmentedSpaceWritesEveryRun) {
   }
 }
 
+// Fills a 1 MiB store (255 data blocks) with one chunk per block and drops every
+// `stride`-th chunk (and those of `runs`, [first, last) index ranges), leaving holes.
+// Returns the ids of all chunks put.
+std::vector<ChunkId> fill_and_punch(SimStore& s, std::size_t stride,
+                                    std::vector<std::pair<std::size_t, std::size_t>> runs = {}) {
+  std::vector<ChunkId> ids;
+  for (uint64_t i = 0; i < 255; ++i) {
+    auto id = s.put({test::pattern(4096, i)});
+    EXPECT_TRUE(id);
+    ids.push_back((*id)[0]);
+  }
+  std::vector<ChunkId> drop;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    bool in_run =
+        std::any_of(runs.begin(), runs.end(), [&](auto r) { return i >= r.first && i < r.second; });
+    if (i % stride == 0 || in_run) {
+      drop.push_back(ids[i]);
+    }
+  }
+  EXPECT_TRUE(s.unref(drop));
+  EXPECT_TRUE(s.flush());
+  return ids;
+}
+
+std::vector<Bytes> patterns(std::size_t n, uint64_t seed) {
+  std::vector<Bytes> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(test::pattern(4096, seed + i));
+  }
+  return out;
+}
+
+// Free space in 4 KiB holes, 20% of the file: a 128 KiB put grows the file and is one run of
+// the new space; a 4 KiB put afterwards fills a hole, not the new space.
+TEST(LocalChunkStore, LargePutIntoFragmentedSpaceGrowsForOneRun) {
+  SimStore s(128, 1u << 20);
+  s.grow_step_bytes = 1u << 20;
+  ASSERT_TRUE(s.open());
+  fill_and_punch(s, 5);  // 51 holes of 4 KiB
+  ASSERT_EQ(s.store().stats().capacity_bytes, 255u * 4096);
+  auto large = patterns(32, 1000);
+  auto ids = s.put(large);
+  ASSERT_TRUE(ids);
+  EXPECT_EQ(s.data().size_bytes(), 2u << 20);
+  EXPECT_EQ(s.store().stats().capacity_bytes, 511u * 4096);
+  uint64_t first = *s.offset_of((*ids)[0]);
+  EXPECT_GE(first, 1u << 20);
+  for (std::size_t i = 1; i < ids->size(); ++i) {
+    EXPECT_EQ(*s.offset_of((*ids)[i]), first + i * 4096);
+  }
+  auto small = s.put({test::pattern(4096, 2000)});
+  ASSERT_TRUE(small);
+  EXPECT_LT(*s.offset_of((*small)[0]), 1u << 20);
+  ASSERT_TRUE(s.flush());
+  s.power_cut(11);
+  ASSERT_TRUE(s.open());
+  for (std::size_t i = 0; i < ids->size(); ++i) {
+    EXPECT_EQ(s.get((*ids)[i], 4096).value(), large[i]);
+  }
+  EXPECT_EQ(s.get((*small)[0], 4096).value(), test::pattern(4096, 2000));
+}
+
+// Free space 53% of the file, over max_fragmented_percent: a 96 KiB put does not grow the
+// file; it fills the largest free run (17 blocks: 220 to 236) first, then one hole per chunk.
+TEST(LocalChunkStore, LargePutOverTheFragmentationBoundFillsLargestRunsFirst) {
+  SimStore s(128, 1u << 20);
+  s.grow_step_bytes = 1u << 20;
+  ASSERT_TRUE(s.open());
+  auto old = fill_and_punch(s, 2, {{220, 236}});
+  auto large = patterns(24, 1000);
+  auto ids = s.put(large);
+  ASSERT_TRUE(ids);
+  EXPECT_EQ(s.data().size_bytes(), 1u << 20);  // not grown
+  uint64_t run = *s.offset_of((*ids)[0]);
+  EXPECT_EQ(run, 4096 + 220u * 4096);
+  for (std::size_t i = 1; i < 17; ++i) {
+    EXPECT_EQ(*s.offset_of((*ids)[i]), run + i * 4096);
+  }
+  ASSERT_TRUE(s.flush());
+  s.power_cut(12);
+  ASSERT_TRUE(s.open());
+  for (std::size_t i = 0; i < ids->size(); ++i) {
+    EXPECT_EQ(s.get((*ids)[i], 4096).value(), large[i]);
+  }
+  for (std::size_t i = 1; i < 200; i += 2) {
+    EXPECT_EQ(s.get(old[i], 4096).value(), test::pattern(4096, i));
+  }
+}
+
+// With growth off, the same fragmented space still takes a large put, scattered.
+TEST(LocalChunkStore, LargePutWithoutGrowthScattersOverHoles) {
+  SimStore s(128, 1u << 20);
+  ASSERT_TRUE(s.open());
+  fill_and_punch(s, 5);
+  auto large = patterns(32, 1000);
+  auto ids = s.put(large);
+  ASSERT_TRUE(ids);
+  EXPECT_EQ(s.data().size_bytes(), 1u << 20);
+  ASSERT_TRUE(s.flush());
+  ASSERT_TRUE(s.open());
+  for (std::size_t i = 0; i < ids->size(); ++i) {
+    EXPECT_EQ(s.get((*ids)[i], 4096).value(), large[i]);
+  }
+  // 19 holes are left; 20 chunks do not fit.
+  EXPECT_EQ(s.put(patterns(20, 3000)).error(), errc::no_space);
+  EXPECT_TRUE(s.put(patterns(19, 3000)));
+}
+
 TEST(LocalChunkStore, GrowsTheDataFileWhenFullUpToItsLimit) {
   SimStore s(128, 64 * 1024);
   s.grow_step_bytes = 64 * 1024;
