@@ -12,9 +12,8 @@ namespace {
 
 // Bytes per store.put() call in a large write: new chunks of one call land together on disk,
 // with one disk write, so a 1 MiB request is one put, not a series of waits on smaller ones.
+// A large read asks the store for this many bytes of chunks per get_many() call.
 constexpr uint64_t kBytesPerBatch = 1ull << 20;
-// Chunk reads one read() request keeps in flight at once (read_chunks).
-constexpr uint64_t kMaxChunkReads = 64;
 
 bool all_zero(std::span<const std::byte> data) noexcept {
   return std::all_of(data.begin(), data.end(), [](std::byte b) { return b == std::byte{0}; });
@@ -138,47 +137,43 @@ Task<Result<void>> Volume::read_chunk(uint64_t index, std::span<std::byte> out) 
   co_return Result<void>{};
 }
 
-// Holds a lock on the chunks. Reads whole chunks into `out` concurrently, kMaxChunkReads at a
-// time, so a large read that misses the cache waits for about one disk read, not for one
-// per chunk in turn.
+// Holds a lock on the chunks. Reads whole chunks into `out`, up to kBytesPerBatch per store
+// call: holes are zero-filled here, and the mapped chunks go to the store as one get_many(),
+// which reads chunks that lie side by side on disk (those of one earlier put) with one request.
 Task<Result<void>> Volume::read_chunks(uint64_t first_index, std::span<std::byte> out) {
   const uint64_t cs = config_.chunk_size_bytes;
   const uint64_t count = out.size() / cs;
   if (count == 1) {
     co_return co_await read_chunk(first_index, out);
   }
-  // The reads run on this (single-threaded) reactor; the last one wakes the caller.
-  struct Fanout {
-    explicit Fanout(const asio::any_io_executor& ex)
-        : done(ex, asio::steady_timer::time_point::max()) {}
-    uint64_t pending = 0;
-    Result<void> result;
-    asio::steady_timer done;
-  };
-  Fanout fan(owner_);
-  for (uint64_t base = 0; base < count && fan.result; base += kMaxChunkReads) {
-    const uint64_t n = std::min(kMaxChunkReads, count - base);
-    fan.pending = n;
-    for (uint64_t k = 0; k < n; ++k) {
-      asio::co_spawn(
-          owner_,
-          [this, &fan, index = first_index + base + k,
-           part = out.subspan((base + k) * cs, cs)]() -> Task<void> {
-            auto r = co_await read_chunk(index, part);
-            if (!r && fan.result) {
-              fan.result = r;
-            }
-            if (--fan.pending == 0) {
-              fan.done.cancel();
-            }
-          },
-          asio::detached);
+  const uint64_t per_batch = std::max<uint64_t>(1, kBytesPerBatch / cs);
+  std::vector<io::ChunkId> ids;
+  std::vector<std::span<std::byte>> parts;
+  for (uint64_t base = 0; base < count; base += per_batch) {
+    const uint64_t n = std::min(per_batch, count - base);
+    ids.clear();
+    parts.clear();
+    for (uint64_t k = base; k < base + n; ++k) {
+      auto id = co_await map_->get(first_index + k);
+      if (!id) {
+        co_return id.error();
+      }
+      std::span<std::byte> part = out.subspan(k * cs, cs);
+      if (id->is_null()) {
+        std::memset(part.data(), 0, part.size());
+      } else {
+        ids.push_back(*id);
+        parts.push_back(part);
+      }
     }
-    while (fan.pending > 0) {
-      co_await fan.done.async_wait(use_tuple);
+    if (ids.empty()) {
+      continue;
+    }
+    if (auto r = co_await store_.get_many(ids, parts); !r) {
+      co_return store_error(r.error());
     }
   }
-  co_return fan.result;
+  co_return Result<void>{};
 }
 
 // Holds a lock on the range.

@@ -55,6 +55,16 @@ class ChunkStore {
   // verified; a mismatch is errc::checksum_mismatch, never bad data.
   virtual Task<Result<void>> get(const ChunkId& id, std::span<std::byte> out) = 0;
 
+  // Reads chunk ids[i] into outs[i] for every i, each out exactly its chunk's size, as get()
+  // would, in one call: a store may serve the chunks together (LocalChunkStore reads chunks
+  // that lie side by side on disk with one request). ids.size() == outs.size(); an id may
+  // appear more than once. Every chunk is attempted. The result is the error, with get()'s
+  // meaning (not_found, checksum_mismatch, ...), of the first chunk in `ids` order that failed;
+  // then the outs of failed chunks hold unspecified bytes, the others their chunk. Callers bound
+  // the size of one call (Volume: a 1 MiB request at most).
+  virtual Task<Result<void>> get_many(std::span<const ChunkId> ids,
+                                      std::span<const std::span<std::byte>> outs) = 0;
+
   // Takes one more reference on each existing chunk (clones, copy offload).
   virtual Task<Result<void>> ref(std::span<const ChunkId> ids) = 0;
 

@@ -359,11 +359,22 @@ Task<Result<void>> LocalChunkStore::put(std::span<const std::span<const std::byt
   co_return co_await asio::co_spawn(options_.owner, put_here(chunks, ids), asio::use_awaitable);
 }
 
+// One chunk is a batch of one: the same cache, index and staging path as get_many().
 Task<Result<void>> LocalChunkStore::get(const ChunkId& id, std::span<std::byte> out) {
+  std::span<const ChunkId> ids(&id, 1);
+  std::span<const std::span<std::byte>> outs(&out, 1);
   if (on_owner()) {
-    co_return co_await get_here(id, out);
+    co_return co_await get_many_here(ids, outs);
   }
-  co_return co_await asio::co_spawn(options_.owner, get_here(id, out), asio::use_awaitable);
+  co_return co_await asio::co_spawn(options_.owner, get_many_here(ids, outs), asio::use_awaitable);
+}
+
+Task<Result<void>> LocalChunkStore::get_many(std::span<const ChunkId> ids,
+                                             std::span<const std::span<std::byte>> outs) {
+  if (on_owner()) {
+    co_return co_await get_many_here(ids, outs);
+  }
+  co_return co_await asio::co_spawn(options_.owner, get_many_here(ids, outs), asio::use_awaitable);
 }
 
 Task<Result<void>> LocalChunkStore::ref(std::span<const ChunkId> ids) {
@@ -868,41 +879,269 @@ Task<bool> LocalChunkStore::grow_for(uint64_t length_bytes) {
 
 // ---- get ----
 
-Task<Result<void>> LocalChunkStore::get_here(ChunkId id, std::span<std::byte> out) {
-  // The cache first: it holds only indexed chunks (drop() erases), with their exact length,
-  // so a hit of the right size needs no index lookup.
-  if (const auto* cached = cache_.find(id); cached != nullptr && cached->size() == out.size()) {
-    std::memcpy(out.data(), cached->data(), out.size());
-    update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
-    co_return Result<void>{};
+// What one get_many() reads from disk. The outs that missed the cache are `wants`, grouped by
+// chunk: a piece is one stored chunk (an id asked for twice is read once), and its outs are
+// wants[begin, end). Pieces are in disk order; a run is pieces [first, last), adjacent on disk,
+// read with one request into staging[staged_at, staged_at + length_bytes).
+struct LocalChunkStore::ReadBatch {
+  struct Piece {
+    ChunkId id;
+    Entry entry;
+    std::size_t begin = 0;
+    std::size_t end = 0;
+    std::error_code error;  // of its read or its checksum
+  };
+  struct Run {
+    uint64_t offset_bytes = 0;
+    uint64_t length_bytes = 0;
+    std::size_t first = 0;
+    std::size_t last = 0;
+    uint64_t staged_at = 0;
+  };
+  ReadBatch(std::span<const ChunkId> i, std::span<const std::span<std::byte>> o, BlockFile& f)
+      : ids(i), outs(o), errors(i.size()), file(f) {}
+  ReadBatch(const ReadBatch&) = delete;
+  ReadBatch& operator=(const ReadBatch&) = delete;
+  // A frame destroyed mid-read (at shutdown) frees the buffer: never leave it registered.
+  ~ReadBatch() {
+    if (pooled && staging.data() != nullptr) {
+      file.unregister_buffer(staging.data());
+    }
   }
-  auto found = co_await index_->find(id);
-  if (!found) {
-    co_return found.error();
+
+  std::span<const ChunkId> ids;
+  std::span<const std::span<std::byte>> outs;
+  std::vector<std::error_code> errors;  // per id
+  std::vector<std::size_t> wants;
+  std::vector<Piece> pieces;
+  std::vector<Run> runs;
+  uint64_t staged_bytes = 0;
+  AlignedBuffer staging;
+  bool pooled = false;  // staging came from staging_pool_ and is registered
+  BlockFile& file;
+};
+
+// The cache first: it holds only indexed chunks (drop() erases), with their exact length, so a
+// hit of the right size needs no index lookup. Returns the positions of the misses.
+std::vector<std::size_t> LocalChunkStore::serve_cached(std::span<const ChunkId> ids,
+                                                       std::span<const std::span<std::byte>> outs) {
+  std::vector<std::size_t> misses;
+  uint64_t hits = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto* cached = cache_.find(ids[i]);
+    if (cached != nullptr && cached->size() == outs[i].size()) {
+      std::memcpy(outs[i].data(), cached->data(), outs[i].size());
+      ++hits;
+    } else {
+      misses.push_back(i);
+    }
   }
-  if (!*found) {
-    co_return make_error(errc::not_found);
+  if (hits > 0) {
+    update_stats([&](ChunkStoreStats& s) { s.cache_hits += hits; });
   }
-  Entry e = **found;
-  if (out.size() != e.length_bytes) {
+  return misses;
+}
+
+// Reads the chunks that missed the cache: one index pass, then the runs of adjacent chunks
+// concurrently, then a second index pass to learn which chunks were dropped meanwhile.
+Task<Result<void>> LocalChunkStore::get_many_here(std::span<const ChunkId> ids,
+                                                  std::span<const std::span<std::byte>> outs) {
+  if (ids.size() != outs.size()) {
     co_return make_error(errc::invalid_argument);
   }
-  update_stats([](ChunkStoreStats& s) { ++s.cache_misses; });
-  auto r = co_await read_entry(id, e, out);
-  auto now = co_await index_->find(id);
-  note_index_ram();
-  if (!now) {
-    co_return now.error();
+  std::vector<std::size_t> misses = serve_cached(ids, outs);
+  if (misses.empty()) {
+    co_return Result<void>{};
   }
-  bool same = *now && (*now)->offset_bytes == e.offset_bytes;
-  if (!r) {
-    if (!same) {
-      co_return make_error(errc::not_found);  // dropped (and its space reused) meanwhile
-    }
+  ReadBatch batch(ids, outs, data_);
+  if (auto r = co_await plan_pieces(batch, misses); !r) {
     co_return r;
   }
-  if (same) {  // not dropped while we read: the cache holds indexed chunks only
-    cache_.insert(id, out);
+  plan_runs(batch);
+  if (!batch.runs.empty()) {
+    take_staging(batch);
+    co_await read_runs(batch);
+    if (batch.pooled) {
+      staging_pool_.push_back(std::move(batch.staging));
+    }
+  }
+  auto finished = co_await finish_reads(batch);
+  note_index_ram();
+  if (!finished) {
+    co_return finished;
+  }
+  for (std::error_code ec : batch.errors) {
+    if (ec) {
+      co_return ec;
+    }
+  }
+  co_return Result<void>{};
+}
+
+// Looks the misses up (one pass over the index) and groups them into pieces in disk order.
+Task<Result<void>> LocalChunkStore::plan_pieces(ReadBatch& batch,
+                                                std::span<const std::size_t> misses) {
+  std::vector<ChunkId> ids(misses.size());
+  for (std::size_t k = 0; k < misses.size(); ++k) {
+    ids[k] = batch.ids[misses[k]];
+  }
+  std::vector<std::optional<Entry>> found(misses.size());
+  if (auto r = co_await index_->find_many(ids, found); !r) {
+    co_return r;
+  }
+  std::vector<std::size_t> order;  // into misses
+  order.reserve(misses.size());
+  for (std::size_t k = 0; k < misses.size(); ++k) {
+    if (!found[k]) {
+      batch.errors[misses[k]] = make_error(errc::not_found);
+    } else if (found[k]->length_bytes != batch.outs[misses[k]].size()) {
+      batch.errors[misses[k]] = make_error(errc::invalid_argument);
+    } else {
+      order.push_back(k);
+    }
+  }
+  update_stats([&](ChunkStoreStats& s) { s.cache_misses += order.size(); });
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::pair(found[a]->offset_bytes, misses[a]) <
+           std::pair(found[b]->offset_bytes, misses[b]);
+  });
+  batch.wants.reserve(order.size());
+  for (std::size_t k : order) {
+    // Two indexed ids never share an offset (one index pass): the same offset is the same id.
+    if (batch.pieces.empty() || batch.pieces.back().entry.offset_bytes != found[k]->offset_bytes) {
+      batch.pieces.push_back({ids[k], *found[k], batch.wants.size(), batch.wants.size(), {}});
+    }
+    batch.wants.push_back(misses[k]);
+    batch.pieces.back().end = batch.wants.size();
+  }
+  co_return Result<void>{};
+}
+
+// Merges pieces that lie back to back on disk (offset + padded length == next offset) into
+// runs of at most kMaxReadRunBytes, and places each run in the staging buffer.
+void LocalChunkStore::plan_runs(ReadBatch& batch) {
+  for (std::size_t p = 0; p < batch.pieces.size();) {
+    ReadBatch::Run run{batch.pieces[p].entry.offset_bytes, 0, p, p, batch.staged_bytes};
+    while (run.last < batch.pieces.size()) {
+      const Entry& e = batch.pieces[run.last].entry;
+      uint64_t length = padded(e.length_bytes);
+      if (run.last > run.first && (e.offset_bytes != run.offset_bytes + run.length_bytes ||
+                                   run.length_bytes + length > kMaxReadRunBytes)) {
+        break;
+      }
+      run.length_bytes += length;
+      ++run.last;
+    }
+    batch.staged_bytes += run.length_bytes;
+    batch.runs.push_back(run);
+    p = run.last;
+  }
+}
+
+// The batch's staging buffer. A large read borrows a pooled one, which is registered
+// (READ_FIXED: the kernel does not pin 256 pages for every 1 MiB read); a small one, a single
+// 4 KiB get, gets its own, so that many small gets in flight do not each hold 1 MiB.
+void LocalChunkStore::take_staging(ReadBatch& batch) {
+  const uint64_t length = batch.staged_bytes;
+  batch.pooled = length * 4 >= options_.max_put_bytes;
+  if (!batch.pooled) {
+    batch.staging.resize(length);
+    return;
+  }
+  if (!staging_pool_.empty()) {
+    batch.staging = std::move(staging_pool_.back());
+    staging_pool_.pop_back();
+  }
+  if (batch.staging.size() < std::max(length, options_.max_put_bytes)) {
+    data_.unregister_buffer(batch.staging.data());
+    batch.staging.resize(std::max(length, options_.max_put_bytes));
+  }
+  data_.register_buffer(std::span<const std::byte>(batch.staging.data(), batch.staging.size()));
+}
+
+// Reads every run at once; they run on this (single-threaded) owner reactor and the last one
+// to finish wakes the caller.
+Task<void> LocalChunkStore::read_runs(ReadBatch& batch) {
+  if (batch.runs.size() == 1) {
+    co_await read_run(batch, 0);
+    co_return;
+  }
+  struct Join {
+    explicit Join(const asio::any_io_executor& ex)
+        : done(ex, asio::steady_timer::time_point::max()) {}
+    std::size_t pending = 0;
+    asio::steady_timer done;
+  };
+  Join join(options_.owner);
+  join.pending = batch.runs.size();
+  for (std::size_t r = 0; r < batch.runs.size(); ++r) {
+    asio::co_spawn(
+        options_.owner,
+        [this, &batch, &join, r]() -> Task<void> {
+          co_await read_run(batch, r);
+          if (--join.pending == 0) {
+            join.done.cancel();
+          }
+        },
+        asio::detached);
+  }
+  while (join.pending > 0) {
+    co_await join.done.async_wait(use_tuple);
+  }
+}
+
+// One disk read for the run, then each piece on its own: its checksum, and its bytes copied to
+// every out that asked for it. A failure marks only the pieces it concerns.
+Task<void> LocalChunkStore::read_run(ReadBatch& batch, std::size_t run_index) {
+  const ReadBatch::Run& run = batch.runs[run_index];
+  std::span<std::byte> staged(batch.staging.data() + run.staged_at, run.length_bytes);
+  auto read = co_await data_.read(run.offset_bytes, staged);
+  for (std::size_t p = run.first; p < run.last; ++p) {
+    ReadBatch::Piece& piece = batch.pieces[p];
+    if (!read) {
+      piece.error = read.error();
+      continue;
+    }
+    auto bytes =
+        staged.subspan(piece.entry.offset_bytes - run.offset_bytes, piece.entry.length_bytes);
+    if (ChunkHasher::checksum(bytes) != piece.entry.checksum) {
+      piece.error = make_error(errc::checksum_mismatch);
+      continue;
+    }
+    for (std::size_t w = piece.begin; w < piece.end; ++w) {
+      std::memcpy(batch.outs[batch.wants[w]].data(), bytes.data(), bytes.size());
+    }
+  }
+}
+
+// Looks the pieces up again: a piece dropped while it was read (its space possibly reused) is
+// not_found if its read failed, and is not cached. The others enter the read cache, as
+// get() has always done with what it read, or report their error.
+Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
+  std::vector<ChunkId> ids(batch.pieces.size());
+  for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
+    ids[p] = batch.pieces[p].id;
+  }
+  std::vector<std::optional<Entry>> now(ids.size());
+  if (auto r = co_await index_->find_many(ids, now); !r) {
+    co_return r;
+  }
+  for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
+    const ReadBatch::Piece& piece = batch.pieces[p];
+    bool same = now[p] && now[p]->offset_bytes == piece.entry.offset_bytes;
+    std::error_code error = piece.error;
+    if (error && !same) {
+      error = make_error(errc::not_found);
+    } else if (error == errc::checksum_mismatch) {
+      update_stats([](ChunkStoreStats& s) { ++s.checksum_failures; });
+      CAIRN_LOG(error, "io", "chunk {} at offset {} failed its checksum", piece.id.to_hex(),
+                piece.entry.offset_bytes);
+    } else if (!error && same) {
+      cache_.insert(piece.id, batch.outs[batch.wants[piece.begin]]);
+    }
+    for (std::size_t w = piece.begin; w < piece.end; ++w) {
+      batch.errors[batch.wants[w]] = error;
+    }
   }
   co_return Result<void>{};
 }

@@ -7,7 +7,9 @@
 // Chunks carry no inline header (with O_DIRECT that would cost a whole block per 4 KiB chunk);
 // instead, as ZFS block pointers do, the index entry holds the chunk's XXH3-64 checksum and
 // length, and every read is verified against it (a mismatch is errc::checksum_mismatch and
-// counts in stats; wrong bytes are never returned).
+// counts in stats; wrong bytes are never returned). get_many() reads chunks that lie side by
+// side on disk (a put's chunks do) with one request per run of up to kMaxReadRunBytes, into a
+// registered staging buffer, and verifies each chunk of the run on its own.
 //
 // Index: chunk id -> (offset, length, checksum, refcount), a PagedIndex (an on-disk hash table
 // of 4 KiB pages behind an LRU page cache of Options::index_cache_bytes), made durable by the
@@ -63,9 +65,10 @@ class DiskRing;
 class LocalChunkStore final : public ChunkStore {
  public:
   static constexpr uint64_t kMaxChunkBytes = 64 * 1024;
-  static constexpr uint64_t kDataStartBytes = 4096;      // the first block is reserved
-  static constexpr uint32_t kMaxOrdinal = 64;            // colliding chunks tried per address
-  static constexpr uint64_t kLargePutBytes = 64 * 1024;  // see Options::max_fragmented_percent
+  static constexpr uint64_t kDataStartBytes = 4096;         // the first block is reserved
+  static constexpr uint32_t kMaxOrdinal = 64;               // colliding chunks tried per address
+  static constexpr uint64_t kLargePutBytes = 64 * 1024;     // see Options::max_fragmented_percent
+  static constexpr uint64_t kMaxReadRunBytes = 1ull << 20;  // one disk read of get_many()
 
   struct Options {
     asio::any_io_executor owner;  // required
@@ -113,6 +116,8 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> put(std::span<const std::span<const std::byte>> chunks,
                          std::span<ChunkId> ids) override;
   Task<Result<void>> get(const ChunkId& id, std::span<std::byte> out) override;
+  Task<Result<void>> get_many(std::span<const ChunkId> ids,
+                              std::span<const std::span<std::byte>> outs) override;
   Task<Result<void>> ref(std::span<const ChunkId> ids) override;
   Task<Result<void>> unref(std::span<const ChunkId> ids) override;
   Task<Result<void>> flush() override;
@@ -134,6 +139,7 @@ class LocalChunkStore final : public ChunkStore {
     std::size_t fresh_index;
   };
   using Counts = std::unordered_map<ChunkId, uint32_t, ChunkIdHash>;
+  struct ReadBatch;
 
   LocalChunkStore(BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
                   Options options);
@@ -157,7 +163,16 @@ class LocalChunkStore final : public ChunkStore {
   bool scatter(Plan& plan, uint64_t total);
   [[nodiscard]] bool grow_instead_of_scattering() const;
   Task<bool> grow_for(uint64_t length_bytes);
-  Task<Result<void>> get_here(ChunkId id, std::span<std::byte> out);
+  Task<Result<void>> get_many_here(std::span<const ChunkId> ids,
+                                   std::span<const std::span<std::byte>> outs);
+  std::vector<std::size_t> serve_cached(std::span<const ChunkId> ids,
+                                        std::span<const std::span<std::byte>> outs);
+  Task<Result<void>> plan_pieces(ReadBatch& batch, std::span<const std::size_t> misses);
+  static void plan_runs(ReadBatch& batch);
+  Task<void> read_runs(ReadBatch& batch);
+  Task<void> read_run(ReadBatch& batch, std::size_t run);
+  Task<Result<void>> finish_reads(ReadBatch& batch);
+  void take_staging(ReadBatch& batch);
   Task<Result<void>> read_entry(const ChunkId& id, const Entry& e, std::span<std::byte> out);
   Task<Result<void>> ref_here(std::span<const ChunkId> ids, int sign);
   Task<Result<void>> ref_locked(std::span<const ChunkId> ids, int sign);
@@ -189,7 +204,7 @@ class LocalChunkStore final : public ChunkStore {
   std::vector<std::byte> pending_ops_;                        // journal ops since the last flush
   std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // reusable after the flush
   std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
-  std::vector<AlignedBuffer> staging_pool_;  // write buffers, one per put in flight
+  std::vector<AlignedBuffer> staging_pool_;  // one per put (and large get) in flight
 
   mutable std::mutex stats_mutex_;
   mutable ChunkStoreStats stats_;

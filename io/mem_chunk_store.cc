@@ -42,17 +42,43 @@ Task<Result<void>> MemChunkStore::put(std::span<const std::span<const std::byte>
   co_return Result<void>{};
 }
 
-Task<Result<void>> MemChunkStore::get(const ChunkId& id, std::span<std::byte> out) {
-  std::lock_guard lock(mutex_);
+std::error_code MemChunkStore::get_one(const ChunkId& id, std::span<std::byte> out) {
   auto it = chunks_.find(id);
   if (it == chunks_.end()) {
-    co_return make_error_code(errc::not_found);
+    return make_error_code(errc::not_found);
   }
   if (it->second.data.size() != out.size()) {
-    co_return make_error_code(errc::invalid_argument);
+    return make_error_code(errc::invalid_argument);
   }
   std::memcpy(out.data(), it->second.data.data(), out.size());
   stats_.cache_hits++;
+  return {};
+}
+
+Task<Result<void>> MemChunkStore::get(const ChunkId& id, std::span<std::byte> out) {
+  std::lock_guard lock(mutex_);
+  if (auto ec = get_one(id, out)) {
+    co_return ec;
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<void>> MemChunkStore::get_many(std::span<const ChunkId> ids,
+                                           std::span<const std::span<std::byte>> outs) {
+  if (ids.size() != outs.size()) {
+    co_return make_error_code(errc::invalid_argument);
+  }
+  std::lock_guard lock(mutex_);
+  std::error_code first;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto ec = get_one(ids[i], outs[i]);
+    if (ec && !first) {
+      first = ec;
+    }
+  }
+  if (first) {
+    co_return first;
+  }
   co_return Result<void>{};
 }
 

@@ -25,6 +25,8 @@ class MemChunkStore final : public ChunkStore {
   Task<Result<void>> put(std::span<const std::span<const std::byte>> chunks,
                          std::span<ChunkId> ids) override;
   Task<Result<void>> get(const ChunkId& id, std::span<std::byte> out) override;
+  Task<Result<void>> get_many(std::span<const ChunkId> ids,
+                              std::span<const std::span<std::byte>> outs) override;
   Task<Result<void>> ref(std::span<const ChunkId> ids) override;
   Task<Result<void>> unref(std::span<const ChunkId> ids) override;
   Task<Result<void>> flush() override;
@@ -37,6 +39,7 @@ class MemChunkStore final : public ChunkStore {
   };
 
   ChunkId put_one(std::span<const std::byte> chunk);
+  std::error_code get_one(const ChunkId& id, std::span<std::byte> out);
 
   const ChunkHasher& hasher_;
   mutable std::mutex mutex_;

@@ -344,6 +344,41 @@ Task<Result<bool>> PagedIndex::erase(ChunkId id) {
   co_return erased;
 }
 
+// Evicts between lookups whenever the cache is over its budget, so a batch holds it no further
+// over than one find() does (by one chain).
+Task<Result<void>> PagedIndex::find_many(std::span<const ChunkId> ids,
+                                         std::span<std::optional<IndexEntry>> out) {
+  CAIRN_ASSERT(ids.size() == out.size());
+  // Every chain cached and no operation mid-way: answered without the lock (see find()).
+  std::size_t answered = 0;
+  while (answered < ids.size()) {
+    auto hit = find_cached(ids[answered]);
+    if (!hit) {
+      break;
+    }
+    out[answered++] = *hit;
+  }
+  if (answered == ids.size()) {
+    co_return Result<void>{};
+  }
+  auto guard = co_await mutex_.scoped();
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto f = co_await locate(ids[i]);
+    if (!f) {
+      (void)co_await evict();
+      co_return f.error();
+    }
+    out[i] = f->page != nullptr ? std::optional<IndexEntry>(f->page->page.items[f->at].entry)
+                                : std::nullopt;
+    if (cached_bytes() > budget_bytes_) {
+      if (auto evicted = co_await evict(); !evicted) {
+        co_return evicted;
+      }
+    }
+  }
+  co_return Result<void>{};
+}
+
 Task<Result<PagedIndex::Checkpoint>> PagedIndex::checkpoint() {
   auto guard = co_await mutex_.scoped();
   uint64_t seq = complete_seq_ + 1;

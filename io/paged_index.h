@@ -32,6 +32,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <unordered_map>
 
 #include "base/asio.h"
@@ -65,6 +66,10 @@ class PagedIndex {
                                                         Checkpoint last);
 
   Task<Result<std::optional<IndexEntry>>> find(ChunkId id);
+  // find() of every id (out[i] for ids[i], ids.size() == out.size()) under one acquisition
+  // of the mutex, so a batch read waits for it once, not once per chunk.
+  Task<Result<void>> find_many(std::span<const ChunkId> ids,
+                               std::span<std::optional<IndexEntry>> out);
   // Inserts or replaces the entry of `id`.
   Task<Result<void>> put(ChunkId id, IndexEntry entry);
   // Removes `id`; false if it was not there.

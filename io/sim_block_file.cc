@@ -44,6 +44,7 @@ Task<Result<void>> SimBlockFile::read(uint64_t offset_bytes, std::span<std::byte
     co_return make_error(errc::invalid_argument);
   }
   std::memcpy(out.data(), current_.data() + offset_bytes, out.size());
+  ++reads_;
   co_return Result<void>{};
 }
 

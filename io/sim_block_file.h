@@ -53,6 +53,7 @@ class SimBlockFile final : public BlockFile {
   void fail_writes_after(std::optional<uint64_t> writes) { writes_before_failure_ = writes; }
 
   // Counters for tests.
+  [[nodiscard]] uint64_t reads() const noexcept { return reads_; }
   [[nodiscard]] uint64_t writes() const noexcept { return writes_; }
   [[nodiscard]] uint64_t syncs() const noexcept { return syncs_; }
   [[nodiscard]] std::size_t unsynced_writes() const noexcept { return pending_.size(); }
@@ -77,6 +78,7 @@ class SimBlockFile final : public BlockFile {
   std::vector<PendingWrite> pending_;
   uint64_t max_size_bytes_;
   std::optional<uint64_t> writes_before_failure_;
+  uint64_t reads_ = 0;
   uint64_t writes_ = 0;
   uint64_t syncs_ = 0;
   bool check_buffer_alignment_ = true;

@@ -48,14 +48,29 @@ class SimChunkStore final : public io::ChunkStore {
 
   Task<Result<void>> get(const io::ChunkId& id, std::span<std::byte> out) override {
     co_await maybe_yield();
-    auto it = current_.find(id);
-    if (it == current_.end()) {
-      co_return make_error_code(io::errc::not_found);
+    if (auto ec = get_one(id, out)) {
+      co_return ec;
     }
-    if (it->second.data->size() != out.size()) {
+    co_return Result<void>{};
+  }
+
+  // Like get() for each chunk; a yield may fall between two chunks, as between two disk reads.
+  Task<Result<void>> get_many(std::span<const io::ChunkId> ids,
+                              std::span<const std::span<std::byte>> outs) override {
+    if (ids.size() != outs.size()) {
       co_return make_error_code(io::errc::invalid_argument);
     }
-    std::memcpy(out.data(), it->second.data->data(), out.size());
+    std::error_code first;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      co_await maybe_yield();
+      auto ec = get_one(ids[i], outs[i]);
+      if (ec && !first) {
+        first = ec;
+      }
+    }
+    if (first) {
+      co_return first;
+    }
     co_return Result<void>{};
   }
 
@@ -130,6 +145,18 @@ class SimChunkStore final : public io::ChunkStore {
     std::shared_ptr<const std::vector<std::byte>> data;
   };
   using Index = std::unordered_map<io::ChunkId, Entry, io::ChunkIdHash>;
+
+  std::error_code get_one(const io::ChunkId& id, std::span<std::byte> out) const {
+    auto it = current_.find(id);
+    if (it == current_.end()) {
+      return make_error_code(io::errc::not_found);
+    }
+    if (it->second.data->size() != out.size()) {
+      return make_error_code(io::errc::invalid_argument);
+    }
+    std::memcpy(out.data(), it->second.data->data(), out.size());
+    return {};
+  }
 
   static void apply(Index& index, const Op& op) {
     if (op.take) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 
@@ -330,6 +331,40 @@ TEST(PagedIndex, RefusesADamagedHeaderAndALostOverflowPage) {
   auto bad = test::run(ctx, PagedIndex::open(s.disk(), {1, 1 << 20}, *c));
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error(), errc::corrupt);
+}
+
+// find_many() answers exactly as find() for every id, present or not, repeated or not, and
+// keeps the page cache at its budget while it reads chains the budget cannot hold at once.
+TEST(PagedIndex, FindManyAgreesWithFindAndKeepsTheBudget) {
+  SimIndex s(/*buckets=*/4, /*cache_bytes=*/3 * PagedIndex::kPageCostBytes);
+  s.open();
+  std::vector<ChunkId> ids;
+  for (uint64_t k = 0; k < 900; ++k) {
+    ids.push_back(ChunkId{k * 13 + 1, k});
+    s.put(ids.back(), entry_for(k));
+  }
+  auto c = s.checkpoint();
+  ASSERT_TRUE(c);
+  s.journal(*c);
+  s.open();  // nothing cached
+  for (uint64_t k = 0; k < 50; ++k) {
+    ids.push_back(ChunkId{k * 13 + 2, k});  // absent
+  }
+  ids.push_back(ids[5]);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937_64(3));
+  std::vector<std::optional<IndexEntry>> found(ids.size());
+  ASSERT_TRUE(test::run(s.ctx(), s.index().find_many(ids, found)));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto it = s.live().find(ids[i]);
+    if (it == s.live().end()) {
+      EXPECT_FALSE(found[i].has_value()) << ids[i].to_hex();
+    } else {
+      ASSERT_TRUE(found[i].has_value()) << ids[i].to_hex();
+      EXPECT_EQ(*found[i], it->second);
+    }
+  }
+  EXPECT_LE(s.index().cached_bytes(), s.index().budget_bytes());
+  EXPECT_TRUE(test::run(s.ctx(), s.index().find_many({}, {})));
 }
 
 }  // namespace
