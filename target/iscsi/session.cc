@@ -276,8 +276,11 @@ Task<Session::ReadOutcome> Session::read_pdu() {
     co_return ReadOutcome::end;
   }
   ahs_.resize(h_.ahs_bytes());
-  if (!ahs_.empty() && co_await stream_.read(std::as_writable_bytes(std::span(ahs_)))) {
-    co_return ReadOutcome::end;
+  // No co_await inside && or ||: g++ 12 has evaluated such an operand out of turn.
+  if (!ahs_.empty()) {
+    if (co_await stream_.read(std::as_writable_bytes(std::span(ahs_)))) {
+      co_return ReadOutcome::end;
+    }
   }
   if (params_.header_digest) {
     std::array<std::byte, kDigestBytes> digest{};
@@ -352,8 +355,10 @@ Task<bool> Session::read_data(std::span<std::byte> dest, uint32_t length) {
   std::array<std::byte, 8> tail{};
   const uint32_t pad = padded(length) - length;
   const uint32_t extra = pad + (params_.data_digest ? kDigestBytes : 0);
-  if (extra > 0 && co_await stream_.read(std::span(tail).first(extra))) {
-    co_return false;
+  if (extra > 0) {
+    if (co_await stream_.read(std::span(tail).first(extra))) {
+      co_return false;
+    }
   }
   if (params_.data_digest) {
     uint32_t crc = crc32c(dest);

@@ -92,9 +92,12 @@ Task<void> Transmission::run() {
     Job* job = take_job();
     job->request = *request;
     job->error = check_request(*request, session_);
-    if (has_payload(*request) && !co_await read_payload(*job)) {
-      free_job(job);
-      break;
+    // No co_await inside && or ||: g++ 12 has evaluated such an operand out of turn.
+    if (has_payload(*request)) {
+      if (!co_await read_payload(*job)) {
+        free_job(job);
+        break;
+      }
     }
     if (job->error != Errno::ok) {
       reply(job);
