@@ -20,7 +20,9 @@
 #
 # All servers run at once on loopback ports; every export is preconditioned with random data
 # (fio --refill_buffers), checked for physical bytes and BLOCK_STATUS allocation, and read once
-# sequentially. Then, N times: for each cell of the matrix, each server in turn. The report
+# sequentially. Every fio run passes --randrepeat=0: with fio's default fixed seed each run
+# fills its buffers with the same byte stream, so the write cells would rewrite the
+# preconditioning data and cairnd would deduplicate them (a byte comparison, no write). Then, N times: for each cell of the matrix, each server in turn. The report
 # (markdown, to stdout and --out) gives medians and cairnd/peer ratios.
 # The whole script is one compound command, so bash parses all of it before running any of
 # it: editing this file while a run is in progress cannot change that run.
@@ -183,7 +185,7 @@ precondition() {
   fi
   bench_log "preconditioning $name with random data"
   fio --name=precondition --ioengine=nbd --uri="${uri[$name]}" --rw=write --bs=1M --iodepth=8 \
-    --size="$size_bytes" --refill_buffers --end_fsync=1 --output-format=json \
+    --size="$size_bytes" --refill_buffers --randrepeat=0 --end_fsync=1 --output-format=json \
     --output="$workdir/$name.precondition.json" >/dev/null ||
     bench_die "preconditioning $name failed"
   if [[ -n "$before" ]]; then
@@ -231,7 +233,7 @@ run_cell() {
   # shellcheck disable=SC2086  # cell_args holds several words on purpose
   fio --name="$cell" --ioengine=nbd --uri="${uri[$name]}" ${cell_args[$cell]} \
     --size="$size_bytes" --time_based --runtime="$runtime_s" --ramp_time="$ramp_s" \
-    --refill_buffers --group_reporting --output-format=json \
+    --refill_buffers --randrepeat=0 --group_reporting --output-format=json \
     --output="$results/$name.$cell.$run.json" >/dev/null ||
     bench_log "fio failed: $name $cell run $run"
   if [[ "$name" == cairnd-* ]]; then
