@@ -56,6 +56,50 @@ uint64_t PagedIndex::slot_offset(uint64_t page_no, int slot) const noexcept {
   return kTableStartBytes + page_no * 2 * kSlotBytes + static_cast<uint64_t>(slot) * kSlotBytes;
 }
 
+std::ptrdiff_t PagedIndex::Cached::index_of(const ChunkId& id) const noexcept {
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] == id.lo && page.items[i].id.hi == id.hi) {
+      return static_cast<std::ptrdiff_t>(i);
+    }
+  }
+  return -1;
+}
+
+void PagedIndex::Cached::add(const ChunkId& id, const IndexEntry& entry) {
+  page.items.push_back({id, entry});
+  keys.push_back(id.lo);
+}
+
+void PagedIndex::Cached::remove_at(std::size_t i) {
+  page.items[i] = page.items.back();
+  page.items.pop_back();
+  keys[i] = keys.back();
+  keys.pop_back();
+}
+
+void PagedIndex::Cached::reindex() {
+  keys.clear();
+  keys.reserve(IndexPage::kCapacity);
+  for (const IndexPage::Item& item : page.items) {
+    keys.push_back(item.id.lo);
+  }
+}
+
+void PagedIndex::insert_cached(uint64_t page_no, std::unique_ptr<Cached> c) {
+  if (page_no >= pages_.size()) {
+    pages_.resize(std::max<uint64_t>(page_no + 1, logical_pages()));
+  }
+  CAIRN_ASSERT(pages_[page_no] == nullptr);
+  pages_[page_no] = std::move(c);
+  ++cached_pages_;
+}
+
+void PagedIndex::drop_cached(uint64_t page_no) {
+  CAIRN_ASSERT(cached(page_no) != nullptr);
+  pages_[page_no].reset();
+  --cached_pages_;
+}
+
 Task<Result<std::unique_ptr<PagedIndex>>> PagedIndex::open(BlockFile& file, Options options,
                                                            Checkpoint last) {
   if (options.buckets == 0) {
@@ -131,8 +175,7 @@ Result<void> PagedIndex::choose(std::span<const std::byte> pair, uint64_t page_n
 }
 
 Task<Result<PagedIndex::Cached*>> PagedIndex::load(uint64_t page_no) {
-  if (auto it = pages_.find(page_no); it != pages_.end()) {
-    Cached* c = it->second.get();
+  if (Cached* c = cached(page_no)) {
     auto& list = c->dirty ? dirty_lru_ : lru_;
     list.splice(list.begin(), list, c->lru);
     co_return c;
@@ -151,10 +194,11 @@ Task<Result<PagedIndex::Cached*>> PagedIndex::load(uint64_t page_no) {
     co_return make_error(errc::corrupt);  // a link past the end of the file
   }
   c->page.items.reserve(IndexPage::kCapacity);
+  c->reindex();
   lru_.push_front(page_no);
   c->lru = lru_.begin();
   Cached* raw = c.get();
-  pages_.emplace(page_no, std::move(c));
+  insert_cached(page_no, std::move(c));
   if (raw->page.seq > complete_seq_) {
     // Written back for the coming checkpoint: that checkpoint must write it again (its slot
     // is not yet the durable one), so it is dirty.
@@ -175,16 +219,16 @@ void PagedIndex::mark_dirty(Cached& c) {
 
 Task<Result<void>> PagedIndex::evict() {
   while (cached_bytes() > budget_bytes_ && !lru_.empty()) {
-    pages_.erase(lru_.back());
+    drop_cached(lru_.back());
     lru_.pop_back();
   }
   while (cached_bytes() > budget_bytes_ && repaired_ && !dirty_lru_.empty()) {
-    auto it = pages_.find(dirty_lru_.back());
-    if (auto r = co_await write_back(*it->second); !r) {
+    uint64_t page_no = dirty_lru_.back();
+    if (auto r = co_await write_back(*cached(page_no)); !r) {
       co_return r;
     }
     dirty_lru_.pop_back();
-    pages_.erase(it);
+    drop_cached(page_no);
     --dirty_;
   }
   co_return Result<void>{};
@@ -217,15 +261,12 @@ Task<Result<PagedIndex::Found>> PagedIndex::locate(const ChunkId& id) {
     if (!c) {
       co_return c.error();
     }
-    auto& items = (*c)->page.items;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (items[i].id == id) {
-        f.page = *c;
-        f.at = i;
-        co_return f;
-      }
+    if (std::ptrdiff_t at = (*c)->index_of(id); at >= 0) {
+      f.page = *c;
+      f.at = static_cast<std::size_t>(at);
+      co_return f;
     }
-    if (f.room == nullptr && items.size() < IndexPage::kCapacity) {
+    if (f.room == nullptr && (*c)->page.items.size() < IndexPage::kCapacity) {
       f.room = *c;
     }
     f.last = *c;
@@ -247,17 +288,14 @@ std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& 
   }
   uint64_t page_no = bucket_of(id);
   for (uint64_t steps = 0; steps <= logical_pages(); ++steps) {
-    auto it = pages_.find(page_no);
-    if (it == pages_.end()) {
+    Cached* c = cached(page_no);
+    if (c == nullptr) {
       return std::nullopt;
     }
-    Cached* c = it->second.get();
     auto& list = c->dirty ? dirty_lru_ : lru_;
     list.splice(list.begin(), list, c->lru);
-    for (const IndexPage::Item& item : c->page.items) {
-      if (item.id == id) {
-        return std::optional<IndexEntry>(item.entry);
-      }
+    if (std::ptrdiff_t at = c->index_of(id); at >= 0) {
+      return std::optional<IndexEntry>(c->page.items[static_cast<std::size_t>(at)].entry);
     }
     if (c->page.next == 0) {
       return std::optional<IndexEntry>();
@@ -302,7 +340,7 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
     f->page->page.items[f->at].entry = entry;
     mark_dirty(*f->page);
   } else if (f->room != nullptr) {
-    f->room->page.items.push_back({id, entry});
+    f->room->add(id, entry);
     mark_dirty(*f->room);
   } else {
     // The chain is full: link a new overflow page at its end.
@@ -311,14 +349,15 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
     auto c = std::make_unique<Cached>();
     c->page.page_no = page_no;
     c->page.items.reserve(IndexPage::kCapacity);
-    c->page.items.push_back({id, entry});
+    c->keys.reserve(IndexPage::kCapacity);
+    c->add(id, entry);
     c->dirty = true;
     ++dirty_;
     f->last->page.next = page_no + 1;
     mark_dirty(*f->last);
     dirty_lru_.push_front(page_no);
     c->lru = dirty_lru_.begin();
-    pages_.emplace(page_no, std::move(c));
+    insert_cached(page_no, std::move(c));
   }
   co_return co_await evict();
 }
@@ -328,9 +367,7 @@ Task<Result<bool>> PagedIndex::erase(ChunkId id) {
   auto f = co_await locate(id);
   bool erased = false;
   if (f && f->page != nullptr) {
-    auto& items = f->page->page.items;
-    items[f->at] = items.back();
-    items.pop_back();
+    f->page->remove_at(f->at);
     mark_dirty(*f->page);
     erased = true;
   }
@@ -384,10 +421,9 @@ Task<Result<PagedIndex::Checkpoint>> PagedIndex::checkpoint() {
   uint64_t seq = complete_seq_ + 1;
   std::vector<Cached*> dirty;
   uint64_t end_bytes = slot_offset(logical_pages(), 0);
-  for (auto& [page_no, c] : pages_) {
-    if (c->dirty) {
-      dirty.push_back(c.get());
-    }
+  dirty.reserve(dirty_);
+  for (uint64_t page_no : dirty_lru_) {
+    dirty.push_back(cached(page_no));
   }
   // In page order, so the writes of a checkpoint go to the file front to back.
   std::sort(dirty.begin(), dirty.end(),
@@ -459,8 +495,8 @@ Task<Result<void>> PagedIndex::scan(const Visitor& visit) {
       if (p >= logical_pages()) {
         continue;
       }
-      if (auto it = pages_.find(p); it != pages_.end()) {
-        for (const auto& item : it->second->page.items) {
+      if (const Cached* c = cached(p)) {
+        for (const auto& item : c->page.items) {
           visit(item.id, item.entry);
         }
         continue;

@@ -1215,7 +1215,7 @@ TEST(LocalChunkStore, IndexFarLargerThanItsCacheKeepsEveryChunk) {
     EXPECT_LE(st.index_cache_bytes, kBudget);
     EXPECT_LE(st.index_cache_peak_bytes, kBudget);
     // 6000 entries need at least 60 full pages; the cache holds 8.
-    EXPECT_GT(kChunks * IndexPage::kEntryBytes, 7 * kBudget);
+    EXPECT_GT(kChunks / IndexPage::kCapacity, 7 * (kBudget / PagedIndex::kPageCostBytes));
   };
   ASSERT_NO_FATAL_FAILURE(check());
   s.power_cut(11);
