@@ -36,6 +36,10 @@ class ChunkCache {
   void insert(const ChunkId& id, std::span<const std::byte> data);
   void erase(const ChunkId& id);
 
+  // Whether `bytes` more fit without evicting anything.
+  [[nodiscard]] bool has_room(uint64_t bytes) const noexcept {
+    return used_bytes_ + bytes <= budget_bytes_;
+  }
   [[nodiscard]] uint64_t used_bytes() const noexcept { return used_bytes_; }
   [[nodiscard]] uint64_t spare_bytes() const noexcept { return spare_bytes_; }
   [[nodiscard]] std::size_t entries() const noexcept { return map_.size(); }

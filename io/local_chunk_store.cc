@@ -24,6 +24,11 @@ constexpr std::size_t kTableCheckpointBytes = 1 + 8 + 8;
 // Index buckets per data-file block at creation: a file full of 4 KiB chunks fills the 100-entry
 // pages to about 64%, so overflow chains are rare until the data file grows.
 constexpr uint64_t kBlocksPerBucket = 64;
+// A put or a batch read of at least this many bytes enters the read cache only while the cache
+// has room for it (as bcache's sequential cutoff): once the cache is full, a streaming 1M
+// write or cold 1M read would evict the working set for data read or written once, and pay
+// an eviction, a copy and two hash-table updates per chunk for it.
+constexpr uint64_t kCacheBypassBytes = 256 * 1024;
 constexpr uint64_t kMinBuckets = 64;
 
 uint64_t align_down(uint64_t v) {
@@ -514,13 +519,20 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
   }
   uint64_t referenced = 0;
   uint64_t physical = 0;
+  uint64_t fresh_bytes = 0;
+  for (const Plan::Fresh& f : plan.fresh) {
+    fresh_bytes += f.data.size();
+  }
+  const bool cache = fresh_bytes < kCacheBypassBytes || cache_.has_room(fresh_bytes);
   for (const Plan::Fresh& f : plan.fresh) {
     Entry e{f.offset_bytes, f.checksum, static_cast<uint32_t>(f.data.size()), f.refs};
     if (auto p = co_await index_->put(f.id, e); !p) {
       co_return fail(p.error());
     }
     journal_add(f.id, e);
-    cache_.insert(f.id, f.data);
+    if (cache) {
+      cache_.insert(f.id, f.data);
+    }
     referenced += f.data.size() * f.refs;
     physical += padded(f.data.size());
   }
@@ -1116,7 +1128,8 @@ Task<void> LocalChunkStore::read_run(ReadBatch& batch, std::size_t run_index) {
 
 // Looks the pieces up again: a piece dropped while it was read (its space possibly reused) is
 // not_found if its read failed, and is not cached. The others enter the read cache, as
-// get() has always done with what it read, or report their error.
+// get() has always done with what it read (a large batch only while the cache has room),
+// or report their error.
 Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
   std::vector<ChunkId> ids(batch.pieces.size());
   for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
@@ -1126,6 +1139,11 @@ Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
   if (auto r = co_await index_->find_many(ids, now); !r) {
     co_return r;
   }
+  uint64_t read_bytes = 0;
+  for (const ReadBatch::Piece& piece : batch.pieces) {
+    read_bytes += piece.entry.length_bytes;
+  }
+  const bool cache = read_bytes < kCacheBypassBytes || cache_.has_room(read_bytes);
   for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
     const ReadBatch::Piece& piece = batch.pieces[p];
     bool same = now[p] && now[p]->offset_bytes == piece.entry.offset_bytes;
@@ -1136,7 +1154,7 @@ Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
       update_stats([](ChunkStoreStats& s) { ++s.checksum_failures; });
       CAIRN_LOG(error, "io", "chunk {} at offset {} failed its checksum", piece.id.to_hex(),
                 piece.entry.offset_bytes);
-    } else if (!error && same) {
+    } else if (!error && same && cache) {
       cache_.insert(piece.id, batch.outs[batch.wants[piece.begin]]);
     }
     for (std::size_t w = piece.begin; w < piece.end; ++w) {

@@ -495,6 +495,72 @@ TEST(LocalChunkStore, GetManyReadsOnlyTheCacheMisses) {
   EXPECT_EQ(s.data().reads() - reads, 3u);
 }
 
+// Once the read cache is full, a large put or batch read (a streaming 1M write, a cold 1M
+// read) passes it by instead of evicting the working set; while it has room, both fill it.
+TEST(LocalChunkStore, LargeBatchesBypassAFullReadCache) {
+  constexpr uint64_t kCache = 512 * 1024;
+  SimStore s(128, 8u << 20, 256 * 1024, kCache);
+  ASSERT_TRUE(s.open());
+  std::vector<Bytes> big;
+  for (uint64_t i = 0; i < 256; ++i) {
+    big.push_back(test::pattern(4096, 1000 + i));  // 1 MiB: more than the cache holds
+  }
+  auto big_ids = s.put(big);
+  ASSERT_TRUE(big_ids);
+  std::vector<Bytes> hot;
+  std::vector<ChunkId> hot_ids;
+  for (uint64_t i = 0; i < kCache / 4096; ++i) {  // small puts fill the cache exactly
+    hot.push_back(test::pattern(4096, i));
+    auto id = s.put({hot.back()});
+    ASSERT_TRUE(id);
+    hot_ids.push_back(id->front());
+  }
+  auto hits_of_hot = [&] {
+    uint64_t hits = s.store().stats().cache_hits;
+    for (std::size_t i = 0; i < hot.size(); ++i) {
+      auto got = s.get(hot_ids[i], 4096);
+      EXPECT_TRUE(got && *got == hot[i]) << i;
+    }
+    return s.store().stats().cache_hits - hits;
+  };
+  EXPECT_EQ(hits_of_hot(), hot.size());
+
+  // A 1 MiB put and a 1 MiB batch read, both into the full cache: the small chunks stay.
+  std::vector<Bytes> more;
+  for (uint64_t i = 0; i < 256; ++i) {
+    more.push_back(test::pattern(4096, 5000 + i));
+  }
+  ASSERT_TRUE(s.put(more));
+  EXPECT_EQ(hits_of_hot(), hot.size());
+  std::vector<Bytes> outs(big.size(), Bytes(4096));
+  uint64_t misses = s.store().stats().cache_misses;
+  ASSERT_TRUE(s.get_many(*big_ids, outs));
+  EXPECT_EQ(outs, big);
+  EXPECT_EQ(s.store().stats().cache_misses - misses, big.size());
+  EXPECT_EQ(hits_of_hot(), hot.size());
+
+  // A small batch still enters the full cache (evicting the least recently used).
+  std::vector<Bytes> few(big.begin(), big.begin() + 4);
+  std::vector<ChunkId> few_ids(big_ids->begin(), big_ids->begin() + 4);
+  std::vector<Bytes> few_outs(few.size(), Bytes(4096));
+  ASSERT_TRUE(s.get_many(few_ids, few_outs));
+  uint64_t hits = s.store().stats().cache_hits;
+  ASSERT_TRUE(s.get_many(few_ids, few_outs));
+  EXPECT_EQ(few_outs, few);
+  EXPECT_EQ(s.store().stats().cache_hits - hits, few.size());
+
+  // A cache with room takes a large put whole.
+  SimStore roomy(128, 8u << 20, 256 * 1024, 4u << 20);
+  ASSERT_TRUE(roomy.open());
+  auto ids = roomy.put(big);
+  ASSERT_TRUE(ids);
+  hits = roomy.store().stats().cache_hits;
+  outs.assign(big.size(), Bytes(4096));
+  ASSERT_TRUE(roomy.get_many(*ids, outs));
+  EXPECT_EQ(outs, big);
+  EXPECT_EQ(roomy.store().stats().cache_hits - hits, big.size());
+}
+
 // A damaged chunk in the middle of a run fails alone: the call reports the checksum mismatch,
 // the run's other chunks arrive intact, and the damaged one is never cached.
 TEST(LocalChunkStore, GetManyReportsAChecksumFailureInsideARun) {
