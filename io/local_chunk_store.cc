@@ -55,6 +55,14 @@ struct LocalChunkStore::Plan {
   std::vector<std::pair<uint64_t, uint64_t>> extents;
   uint64_t dedup_hits = 0;
   uint64_t collisions = 0;
+  // Stored chunks that the put's chunks may duplicate, read before planning (read_candidates):
+  // the entry they were read as, and their bytes (empty: not read).
+  struct Stored {
+    Entry entry;
+    std::span<const std::byte> bytes;
+  };
+  std::unordered_map<ChunkId, Stored, ChunkIdHash> stored;
+  std::vector<std::byte> stored_bytes;
 };
 
 // Completion of one put's data write: locked while it is in flight.
@@ -452,8 +460,17 @@ Task<Result<void>> LocalChunkStore::begin_put(std::span<const std::span<const st
   if (failure_) {
     co_return failure_;
   }
+  std::vector<ChunkId> first(chunks.size());
   for (std::size_t i = 0; i < chunks.size(); ++i) {
-    auto id = co_await plan_chunk(chunks[i], plan);
+    first[i] = hasher_.address(chunks[i], 0);
+  }
+  std::vector<std::optional<Entry>> first_found(chunks.size());
+  if (auto r = co_await index_->find_many(first, first_found); !r) {
+    co_return r;
+  }
+  co_await read_candidates(chunks, first, first_found, plan);
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    auto id = co_await plan_chunk(chunks[i], plan, first[i], first_found[i]);
     if (!id) {
       co_return id.error();
     }
@@ -570,9 +587,13 @@ Task<Result<void>> LocalChunkStore::drop_refs(const Counts& counts) {
   co_return result;
 }
 
-Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chunk, Plan& plan) {
+// Under the lock (so the index cannot change between the batch lookup and this): the chunk's
+// id, after its dedup candidates in this put, in puts in flight and in the index.
+Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chunk, Plan& plan,
+                                                  const ChunkId& first,
+                                                  const std::optional<Entry>& first_found) {
   for (uint32_t ordinal = 0; ordinal < kMaxOrdinal; ++ordinal) {
-    ChunkId id = hasher_.address(chunk, ordinal);
+    ChunkId id = ordinal == 0 ? first : hasher_.address(chunk, ordinal);
     if (auto f = plan.fresh_at.find(id); f != plan.fresh_at.end()) {
       Plan::Fresh& fresh = plan.fresh[f->second];
       if (fresh.data.size() == chunk.size() &&
@@ -597,7 +618,10 @@ Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chu
       ++plan.collisions;
       continue;
     }
-    auto found = co_await index_->find(id);
+    Result<std::optional<Entry>> found = first_found;
+    if (ordinal != 0) {
+      found = co_await index_->find(id);
+    }
     if (!found) {
       co_return found.error();
     }
@@ -611,7 +635,7 @@ Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chu
     if (hasher_.confirms_by_address()) {
       same = e.length_bytes == chunk.size();
     } else {
-      auto cmp = co_await same_bytes(id, e, chunk);
+      auto cmp = co_await same_bytes(id, e, chunk, plan);
       if (!cmp) {
         co_return cmp.error();
       }
@@ -632,10 +656,61 @@ Task<Result<ChunkId>> LocalChunkStore::plan_chunk(std::span<const std::byte> chu
   co_return make_error(errc::no_space);
 }
 
+// Reads the stored chunks that the put's chunks' first addresses name, all in one batch
+// (get_many: adjacent chunks in one request), so that confirming a run of dedup hits (the same
+// data written again) costs one disk read, not one read per chunk awaited in turn under the
+// lock. Best effort: if any of them fails to read, none is used and same_bytes() reads each
+// on its own, as without this, and reports what it finds.
+Task<void> LocalChunkStore::read_candidates(std::span<const std::span<const std::byte>> chunks,
+                                            std::span<const ChunkId> first,
+                                            std::span<const std::optional<Entry>> found,
+                                            Plan& plan) {
+  if (hasher_.confirms_by_address()) {
+    co_return;
+  }
+  std::vector<ChunkId> ids;
+  uint64_t total = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (found[i] && found[i]->length_bytes == chunks[i].size() &&
+        plan.stored.emplace(first[i], Plan::Stored{*found[i], {}}).second) {
+      ids.push_back(first[i]);
+      total += found[i]->length_bytes;
+    }
+  }
+  if (ids.size() < 2) {
+    plan.stored.clear();  // one chunk: same_bytes() reads it the same way
+    co_return;
+  }
+  plan.stored_bytes.resize(total);
+  std::vector<std::span<std::byte>> outs;
+  outs.reserve(ids.size());
+  std::size_t at = 0;
+  for (const ChunkId& id : ids) {
+    uint32_t length = plan.stored.at(id).entry.length_bytes;
+    outs.emplace_back(plan.stored_bytes.data() + at, length);
+    at += length;
+  }
+  if (auto r = co_await get_many_here(ids, outs); !r) {
+    plan.stored.clear();
+    co_return;
+  }
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    plan.stored.at(ids[k]).bytes = outs[k];
+  }
+}
+
 Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& id, const Entry& e,
-                                                                 std::span<const std::byte> chunk) {
+                                                                 std::span<const std::byte> chunk,
+                                                                 const Plan& plan) {
   if (e.length_bytes != chunk.size()) {
     co_return Match::different;
+  }
+  if (auto s = plan.stored.find(id); s != plan.stored.end() && !s->second.bytes.empty() &&
+                                     s->second.entry.offset_bytes == e.offset_bytes &&
+                                     s->second.entry.checksum == e.checksum) {
+    co_return std::memcmp(s->second.bytes.data(), chunk.data(), chunk.size()) == 0
+        ? Match::same
+        : Match::different;
   }
   if (const auto* cached = cache_.find(id)) {
     update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });

@@ -150,10 +150,16 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<std::optional<Entry>>> lookup(const ChunkId& id);
   Task<Result<void>> put_here(std::span<const std::span<const std::byte>> chunks,
                               std::span<ChunkId> ids);
-  Task<Result<ChunkId>> plan_chunk(std::span<const std::byte> chunk, Plan& plan);
+  // `first` is the chunk's ordinal-0 address and `first_found` its index entry, looked up for
+  // the whole put at once.
+  Task<Result<ChunkId>> plan_chunk(std::span<const std::byte> chunk, Plan& plan,
+                                   const ChunkId& first, const std::optional<Entry>& first_found);
+  Task<void> read_candidates(std::span<const std::span<const std::byte>> chunks,
+                             std::span<const ChunkId> first,
+                             std::span<const std::optional<Entry>> found, Plan& plan);
   enum class Match { same, different };
   Task<Result<Match>> same_bytes(const ChunkId& id, const Entry& e,
-                                 std::span<const std::byte> chunk);
+                                 std::span<const std::byte> chunk, const Plan& plan);
   Task<Result<void>> begin_put(std::span<const std::span<const std::byte>> chunks,
                                std::span<ChunkId> ids, Plan& plan);
   Task<Result<void>> write_new(const Plan& plan);

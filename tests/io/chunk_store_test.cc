@@ -389,6 +389,47 @@ TEST(LocalChunkStore, CorruptSectorIsAChecksumMismatchNeverBadData) {
   EXPECT_EQ(s.get((*again)[0], a.size()).value(), a);
 }
 
+// A put of chunks already stored (the same data written again) confirms the dedup hits by
+// reading the stored copies in one batch: adjacent copies cost one disk read, not one each.
+// A damaged copy among them is still never trusted.
+TEST(LocalChunkStore, RewritingStoredChunksReadsTheirCopiesInOneRequest) {
+  SimStore s;
+  ASSERT_TRUE(s.open());
+  std::vector<Bytes> chunks;
+  for (uint64_t i = 0; i < 16; ++i) {
+    chunks.push_back(test::pattern(4096, 300 + i));
+  }
+  auto ids = s.put(chunks);
+  ASSERT_TRUE(ids);
+  ASSERT_TRUE(s.flush());
+  ASSERT_TRUE(s.open());  // an empty cache: the copies are on disk only
+  uint64_t reads = s.data().reads();
+  uint64_t hits = s.store().stats().dedup_hits;
+  auto again = s.put(chunks);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, *ids);
+  EXPECT_EQ(s.data().reads() - reads, 1u);
+  EXPECT_EQ(s.store().stats().dedup_hits - hits, chunks.size());
+  EXPECT_EQ(s.refs((*ids)[0]), 2u);
+  EXPECT_EQ(s.refs((*ids)[15]), 2u);
+
+  ASSERT_TRUE(s.flush());
+  uint64_t offset = *s.offset_of((*ids)[5]);
+  ASSERT_TRUE(s.open());
+  s.data().corrupt_sector(offset + 512);
+  auto third = s.put(chunks);
+  ASSERT_TRUE(third);
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (i == 5) {
+      EXPECT_NE((*third)[i], (*ids)[i]);  // a good copy stored under a disambiguated id
+    } else {
+      EXPECT_EQ((*third)[i], (*ids)[i]) << i;
+    }
+    EXPECT_EQ(s.get((*third)[i], 4096).value(), chunks[i]) << i;
+  }
+  EXPECT_EQ(s.refs((*ids)[0]), 3u);
+}
+
 // Outs sized for `chunks`, picked by `order`, filled with a byte no chunk ends in.
 std::vector<Bytes> outs_for(const std::vector<Bytes>& chunks,
                             const std::vector<std::size_t>& order) {
