@@ -18,7 +18,8 @@ start_node
 prefix=iqn.2026-11.io.cairn
 url() { echo "iscsi://127.0.0.1:$iscsi_port/$prefix:$1/0"; }
 store() { # store KEY: a number from the store's statistics
-  "${C[@]}" --json stats | python3 -c 'import json, sys; print(json.load(sys.stdin)["store"][sys.argv[1]])' "$1"
+  "${C[@]}" --json stats |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["store"][sys.argv[1]])' "$1"
 }
 
 expect_ok "${C[@]}" volume create seq 1G
@@ -56,7 +57,8 @@ cat "$dir/stdout"
 [ "$rc" = 1 ] || fail "writes to a read-only volume: exit $rc, expected 1"
 [ "$(json_get "$(head -n1 "$dir/stdout")" 'd["errors"] > 0 and d["writes"] == 0')" = True ] ||
   fail "writes to a read-only volume were not counted as errors: $(cat "$dir/stdout")"
-grep -q "DATA_PROTECT" "$dir/stdout" || fail "the refused write's sense is not reported"
+grep -q "DATA PROTECTION / WRITE_PROTECTED" "$dir/stdout" ||
+  fail "the refused write's sense is not reported"
 
 # Bad arguments and an unknown target exit 2.
 expect_fail 2 "usage" "$tool" --bs 1000 "$(url seq)"
