@@ -83,7 +83,18 @@ struct Slot {
   Clock::time_point submitted;
 };
 
+// The state of one run; owns the libiscsi context, which owns the session.
 struct Run {
+  Run() = default;
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+  ~Run() {
+    if (iscsi != nullptr) {
+      submitting = false;  // tasks it cancels must not be resubmitted
+      iscsi_destroy_context(iscsi);
+    }
+  }
+
   Options opt;
   iscsi_context* iscsi = nullptr;
   int lun = 0;
@@ -329,7 +340,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   iscsi_logout_sync(run.iscsi);
-  iscsi_destroy_context(run.iscsi);
 
   const double iops = seconds > 0 ? static_cast<double>(run.done) / seconds : 0;
   const double mbps = iops * run.opt.block_bytes / 1e6;
