@@ -4,7 +4,8 @@
 # "Benchmarks"). Not part of CI.
 #
 #   benchmarks/iscsi-perf.sh [--runs N] [--runtime S] [--size SIZE] [--out FILE] [--section]
-#                            [--cairnd PATH] [--no-build] [--workdir DIR] [--keep]
+#                            [--cairnd PATH] [--iscsi-write PATH] [--no-build] [--workdir DIR]
+#                            [--keep]
 #
 # Targets, all at once on loopback ports, each LUN SIZE (default 1G) except tgt null:
 #   cairnd     a release cairnd, volume with 4096-byte blocks, read cache above the LUN size
@@ -12,10 +13,14 @@
 #   tgt-file   tgtd, 512-byte LUN on a raw file (the page cache holds it: hot); -b 8 is 4 KiB
 #   tgt-null   tgtd --bstype null, 512-byte LUN: tgt's protocol ceiling here; -b 8
 # Every LUN but tgt-null is filled with random data and read once first. Cells, each run N
-# times (default 3) interleaved target by target, median reported:
-#   4K random read at QD32 and QD1       libiscsi's iscsi-perf -r, S seconds (default 10)
-#   4K sequential write at QD32 and QD1  qemu-img bench -w (qemu's libiscsi driver): iscsi-perf
-#                                        only reads, and Debian's fio has no libiscsi engine
+# times (default 3) interleaved target by target, median reported, S seconds each (default 10):
+#   4K random read at QD32 and QD1   libiscsi's iscsi-perf -r
+#   4K random write at QD32 and QD1, cairn_iscsi_write (benchmarks/iscsi-write/, 1 s ramp):
+#   4K sequential write at QD32      every write carries unique random bytes, so cairnd's dedup
+#                                    cannot skip any (iscsi-perf only reads, Debian's fio has no
+#                                    libiscsi engine, and qemu-img bench writes one pattern)
+# cairn_iscsi_write is looked for next to cairnd (BUILD/benchmarks/) and built there if missing,
+# or given with --iscsi-write. cairnd's store must count no dedup hit during the write cells.
 # Prints a markdown report (also to --out FILE); --section prints it as a "###" section for
 # benchmarks/peers.sh, which calls this script after its NBD matrix.
 {
@@ -30,6 +35,7 @@ size=1G
 out_file=""
 section=0
 cairnd_bin=""
+iscsi_write_bin=""
 build=1
 workdir_arg=""
 
@@ -39,7 +45,7 @@ source "$repo/tests/conformance/tgt.sh"
 free_port() { bench_free_port; }
 
 usage() {
-  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -50,6 +56,7 @@ while [[ $# -gt 0 ]]; do
     --out) out_file="$2"; shift 2 ;;
     --section) section=1; shift ;;
     --cairnd) cairnd_bin="$2"; build=0; shift 2 ;;
+    --iscsi-write) iscsi_write_bin="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --workdir) workdir_arg="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -80,6 +87,16 @@ if ((build == 1)); then
   bench_build_cairnd "$repo"
 fi
 [[ -x "$cairnd_bin" ]] || bench_die "no cairnd at $cairnd_bin (build it or pass --cairnd)"
+if [[ -z "$iscsi_write_bin" ]]; then
+  cairnd_build="$(cd "$(dirname "$cairnd_bin")/.." && pwd)"
+  iscsi_write_bin="$cairnd_build/benchmarks/cairn_iscsi_write"
+  if [[ ! -x "$iscsi_write_bin" && -f "$cairnd_build/build.ninja" ]]; then
+    bench_log "building cairn_iscsi_write in $cairnd_build"
+    ninja -C "$cairnd_build" cairn_iscsi_write >&2 || bench_die "cannot build cairn_iscsi_write"
+  fi
+fi
+[[ -x "$iscsi_write_bin" ]] ||
+  bench_die "no cairn_iscsi_write at $iscsi_write_bin (libiscsi-dev, or pass --iscsi-write)"
 
 # --- targets --------------------------------------------------------------------------------
 declare -A url blocks
@@ -113,9 +130,18 @@ blocks[tgt-null]=8
 
 # --- preconditioning: random data, then one sequential read ---------------------------------
 bench_log "preconditioning cairnd (over NBD) and tgt's file with random data"
+# --randrepeat=0: with fio's fixed default seed the buffers repeat from run to run, and later
+# writes of the same bytes would dedup against these.
 fio --name=precondition --ioengine=nbd --uri="${uri[cairnd]}" --rw=write --bs=1M --iodepth=8 \
-  --size="$size_bytes" --refill_buffers --end_fsync=1 --output-format=json \
+  --size="$size_bytes" --refill_buffers --randrepeat=0 --end_fsync=1 --output-format=json \
   --output="$workdir/cairnd.precondition.json" >/dev/null || bench_die "preconditioning failed"
+physical="$(bench_store_stat cairnd physical_bytes)"
+if [[ -z "$physical" ]]; then
+  notes+=("cairnd's admin API did not answer, so its preconditioning was not checked for dedup")
+elif ((physical < size_bytes * 99 / 100)); then
+  notes+=("cairnd stored $physical bytes for the $size_bytes it was preconditioned with:" \
+    "fio's data deduplicated")
+fi
 head -c "$size_bytes" /dev/urandom | dd of="$workdir/tgt-file.img" bs=1M conv=notrunc \
   iflag=fullblock status=none
 targets=()
@@ -134,17 +160,18 @@ done
 targets+=(tgt-null)
 
 # --- cells ----------------------------------------------------------------------------------
-cells=(read-qd32 read-qd1 write-qd32 write-qd1)
+cells=(read-qd32 read-qd1 randwrite-qd32 randwrite-qd1 write-qd32)
 declare -A cell_label=(
   [read-qd32]="4K random read QD32 (iscsi-perf)"
   [read-qd1]="4K random read QD1 (iscsi-perf)"
-  [write-qd32]="4K sequential write QD32 (qemu-img bench)"
-  [write-qd1]="4K sequential write QD1 (qemu-img bench)"
+  [randwrite-qd32]="4K random write QD32 (cairn_iscsi_write)"
+  [randwrite-qd1]="4K random write QD1 (cairn_iscsi_write)"
+  [write-qd32]="4K sequential write QD32 (cairn_iscsi_write)"
 )
 
 # run_cell NAME CELL RUN: appends "NAME CELL IOPS" to results/iops.tsv.
 run_cell() {
-  local name="$1" cell="$2" run="$3" out="$results/$1.$2.$3.log" iops="" qd count
+  local name="$1" cell="$2" run="$3" out="$results/$1.$2.$3.log" iops="" qd rc=0
   qd="${cell##*-qd}"
   case "$cell" in
     read-*)
@@ -153,13 +180,16 @@ run_cell() {
       iops="$(tr '\r' '\n' <"$out" | grep -oE 'iops average [0-9]+' | tail -n1 |
         awk '{ print $3 }')"
       ;;
-    write-*)
-      # A count that takes about the runtime at tgt's speed here; 4 KiB steps, within the LUN.
-      count=$((qd == 1 ? 8000 * runtime_s : 25000 * runtime_s))
-      ((count * 4096 <= size_bytes)) || count=$((size_bytes / 4096))
-      timeout -k 5 300 qemu-img bench -f raw -w -d "$qd" -s 4096 -c "$count" -t none \
-        "${url[$name]}" >"$out" 2>&1 || true
-      iops="$(awk -v c="$count" '/Run completed in/ { printf "%.0f\n", c / $4 }' "$out")"
+    *write-*)
+      timeout -k 5 $((runtime_s + 60)) "$iscsi_write_bin" --initiator "$initiator" --qd "$qd" \
+        --bs 4096 --rw "${cell%-qd*}" --ramp 1 --runtime "$runtime_s" "${url[$name]}" \
+        >"$out" 2>&1 || rc=$?
+      if ((rc != 0)); then
+        # A failed write spoils the cell: no figure, and the report says why.
+        notes+=("$name, $cell, run $run: cairn_iscsi_write exited $rc: $(tail -n1 "$out")")
+      else
+        iops="$(grep -m1 -oE '"iops":[0-9]+' "$out" | cut -d: -f2 || true)"
+      fi
       ;;
   esac
   if [[ -z "$iops" ]]; then
@@ -169,6 +199,7 @@ run_cell() {
   printf '%s\t%s\t%s\n' "$name" "$cell" "$iops" >>"$results/iops.tsv"
 }
 
+dedup_hits_before="$(bench_store_stat cairnd dedup_hits)"
 for ((run = 1; run <= runs; run++)); do
   for cell in "${cells[@]}"; do
     for name in "${targets[@]}"; do
@@ -177,6 +208,16 @@ for ((run = 1; run <= runs; run++)); do
     done
   done
 done
+# Proof that the write cells measured writes, not dedup hits: cairnd's store counts none.
+dedup_hits_after="$(bench_store_stat cairnd dedup_hits)"
+dedup_hits=unknown
+if [[ -z "$dedup_hits_before" || -z "$dedup_hits_after" ]]; then
+  notes+=("cairnd's admin API did not answer, so its dedup hits were not checked")
+else
+  dedup_hits=$((dedup_hits_after - dedup_hits_before))
+  ((dedup_hits == 0)) || notes+=("cairnd's store counted $dedup_hits dedup hits during the" \
+    "cells: some writes were not unique, so its write figures are inflated")
+fi
 
 # --- report ---------------------------------------------------------------------------------
 commit="$(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
@@ -194,7 +235,7 @@ report="$(META_DATE="$date_start to $(date -u '+%H:%M UTC')" \
   META_MACHINE="$machine_start; at the end: load average $(cut -d' ' -f1-3 /proc/loadavg)" \
   META_COMMIT="$commit" META_RUNS="$runs" META_RUNTIME="$runtime_s" \
   META_SIZE="$size_bytes" META_HOT="$hot_cache" META_TGT="$tgt_version" \
-  META_LIBISCSI="$libiscsi_version" META_QEMU="$(qemu-img --version | head -n1)" \
+  META_LIBISCSI="$libiscsi_version" META_DEDUP="$dedup_hits" \
   META_SECTION="$section" python3 - "$results" <<'PY'
 import os, statistics, sys
 e = os.environ
@@ -222,8 +263,10 @@ out += [f"- machine: {e['META_MACHINE']}",
         f"- tgt {e['META_TGT']}: 512-byte LUNs, one on a raw file (random data, in the page "
         "cache) and one `--bstype null` (tgt's protocol ceiling)",
         f"- reads: iscsi-perf (libiscsi {e['META_LIBISCSI']}) -r, -b 1 on cairnd and -b 8 on "
-        f"tgt (4 KiB either way), {e['META_RUNTIME']} s per run; writes: {e['META_QEMU']} "
-        "`bench -w -s 4096` (sequential 4 KiB writes; iscsi-perf only reads)",
+        f"tgt (4 KiB either way), {e['META_RUNTIME']} s per run; writes: cairn_iscsi_write "
+        "(benchmarks/iscsi-write/, libiscsi async WRITE(16), 1 s ramp then "
+        f"{e['META_RUNTIME']} s), every 4 KiB write unique random bytes; cairnd's store counted "
+        f"{e['META_DEDUP']} dedup hits over all cells",
         f"- LUN size {int(e['META_SIZE']):,} bytes; median of {e['META_RUNS']} runs, "
         "interleaved target by target within each cell"]
 for note in open(os.path.join(res, "notes.txt")):
