@@ -376,18 +376,40 @@ Task<Result<void>> LocalChunkStore::put(std::span<const std::span<const std::byt
 Task<Result<void>> LocalChunkStore::get(const ChunkId& id, std::span<std::byte> out) {
   std::span<const ChunkId> ids(&id, 1);
   std::span<const std::span<std::byte>> outs(&out, 1);
-  if (on_owner()) {
-    co_return co_await get_many_here(ids, outs);
-  }
-  co_return co_await asio::co_spawn(options_.owner, get_many_here(ids, outs), asio::use_awaitable);
+  co_return co_await get_many(ids, outs);
 }
 
+// Off the owner's thread, cache hits are served here, on the caller's reactor; only the misses
+// go to the owner.
 Task<Result<void>> LocalChunkStore::get_many(std::span<const ChunkId> ids,
                                              std::span<const std::span<std::byte>> outs) {
   if (on_owner()) {
     co_return co_await get_many_here(ids, outs);
   }
-  co_return co_await asio::co_spawn(options_.owner, get_many_here(ids, outs), asio::use_awaitable);
+  if (ids.size() != outs.size()) {
+    co_return make_error(errc::invalid_argument);
+  }
+  std::vector<std::size_t> misses = serve_cached(ids, outs);
+  if (misses.empty()) {
+    co_return Result<void>{};
+  }
+  if (misses.size() == ids.size()) {
+    co_return co_await asio::co_spawn(options_.owner, get_many_here(ids, outs),
+                                      asio::use_awaitable);
+  }
+  std::vector<ChunkId> miss_ids(misses.size());
+  std::vector<std::span<std::byte>> miss_outs(misses.size());
+  for (std::size_t k = 0; k < misses.size(); ++k) {
+    miss_ids[k] = ids[misses[k]];
+    miss_outs[k] = outs[misses[k]];
+  }
+  co_return co_await asio::co_spawn(options_.owner, get_many_here(miss_ids, miss_outs),
+                                    asio::use_awaitable);
+}
+
+bool LocalChunkStore::cache_has_room(uint64_t bytes) const {
+  std::lock_guard lock(cache_mutex_);
+  return cache_.has_room(bytes);
 }
 
 Task<Result<void>> LocalChunkStore::ref(std::span<const ChunkId> ids) {
@@ -540,7 +562,7 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
   for (const Plan::Fresh& f : plan.fresh) {
     fresh_bytes += f.data.size();
   }
-  const bool cache = fresh_bytes < kCacheBypassBytes || cache_.has_room(fresh_bytes);
+  const bool cache = fresh_bytes < kCacheBypassBytes || cache_has_room(fresh_bytes);
   for (const Plan::Fresh& f : plan.fresh) {
     Entry e{f.offset_bytes, f.checksum, static_cast<uint32_t>(f.data.size()), f.refs};
     if (auto p = co_await index_->put(f.id, e); !p) {
@@ -548,6 +570,7 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
     }
     journal_add(f.id, e);
     if (cache) {
+      std::lock_guard lock(cache_mutex_);
       cache_.insert(f.id, f.data);
     }
     referenced += f.data.size() * f.refs;
@@ -712,10 +735,16 @@ Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& 
         ? Match::same
         : Match::different;
   }
-  if (const auto* cached = cache_.find(id)) {
+  std::optional<bool> cached_same;
+  {
+    std::lock_guard lock(cache_mutex_);
+    if (const auto* cached = cache_.find(id)) {
+      cached_same = std::memcmp(cached->data(), chunk.data(), chunk.size()) == 0;
+    }
+  }
+  if (cached_same) {
     update_stats([](ChunkStoreStats& s) { ++s.cache_hits; });
-    co_return std::memcmp(cached->data(), chunk.data(), chunk.size()) == 0 ? Match::same
-                                                                           : Match::different;
+    co_return *cached_same ? Match::same : Match::different;
   }
   update_stats([](ChunkStoreStats& s) { ++s.cache_misses; });
   std::vector<std::byte> stored(e.length_bytes);
@@ -726,7 +755,10 @@ Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& 
     }
     co_return r.error();
   }
-  cache_.insert(id, stored);
+  {
+    std::lock_guard lock(cache_mutex_);
+    cache_.insert(id, stored);
+  }
   co_return std::memcmp(stored.data(), chunk.data(), chunk.size()) == 0 ? Match::same
                                                                         : Match::different;
 }
@@ -1015,9 +1047,16 @@ std::vector<std::size_t> LocalChunkStore::serve_cached(std::span<const ChunkId> 
   std::vector<std::size_t> misses;
   uint64_t hits = 0;
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    const auto* cached = cache_.find(ids[i]);
-    if (cached != nullptr && cached->size() == outs[i].size()) {
-      std::memcpy(outs[i].data(), cached->data(), outs[i].size());
+    bool hit = false;
+    {
+      std::lock_guard lock(cache_mutex_);
+      const auto* cached = cache_.find(ids[i]);
+      if (cached != nullptr && cached->size() == outs[i].size()) {
+        std::memcpy(outs[i].data(), cached->data(), outs[i].size());
+        hit = true;
+      }
+    }
+    if (hit) {
       ++hits;
     } else {
       misses.push_back(i);
@@ -1218,7 +1257,7 @@ Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
   for (const ReadBatch::Piece& piece : batch.pieces) {
     read_bytes += piece.entry.length_bytes;
   }
-  const bool cache = read_bytes < kCacheBypassBytes || cache_.has_room(read_bytes);
+  const bool cache = read_bytes < kCacheBypassBytes || cache_has_room(read_bytes);
   for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
     const ReadBatch::Piece& piece = batch.pieces[p];
     bool same = now[p] && now[p]->offset_bytes == piece.entry.offset_bytes;
@@ -1230,6 +1269,7 @@ Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
       CAIRN_LOG(error, "io", "chunk {} at offset {} failed its checksum", piece.id.to_hex(),
                 piece.entry.offset_bytes);
     } else if (!error && same && cache) {
+      std::lock_guard lock(cache_mutex_);
       cache_.insert(piece.id, batch.outs[batch.wants[piece.begin]]);
     }
     for (std::size_t w = piece.begin; w < piece.end; ++w) {
@@ -1326,7 +1366,10 @@ Task<Result<void>> LocalChunkStore::drop(const ChunkId& id, const Entry& e) {
   }
   // The space is reused only once the drop is journalled (flush_here).
   pending_frees_.emplace_back(e.offset_bytes, length);
-  cache_.erase(id);
+  {
+    std::lock_guard lock(cache_mutex_);
+    cache_.erase(id);
+  }
   update_stats([&](ChunkStoreStats& s) {
     --s.chunks;
     s.physical_bytes -= length;

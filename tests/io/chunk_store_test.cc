@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <numeric>
@@ -387,6 +388,43 @@ TEST(LocalChunkStore, CorruptSectorIsAChecksumMismatchNeverBadData) {
   ASSERT_TRUE(again);
   EXPECT_NE((*again)[0], (*ids)[0]);
   EXPECT_EQ(s.get((*again)[0], a.size()).value(), a);
+}
+
+// A reader on another reactor copies cache hits out on its own thread: with the owner's
+// context not running at all, a get of cached chunks still completes. Misses go to the owner.
+TEST(LocalChunkStore, CacheHitsOffTheOwnersThreadNeedNoHop) {
+  SimStore s;
+  ASSERT_TRUE(s.open());
+  std::vector<Bytes> chunks = {test::pattern(4096, 1), test::pattern(4096, 2)};
+  auto ids = s.put(chunks);  // a put enters the cache
+  ASSERT_TRUE(ids);
+  asio::io_context other;
+  std::vector<Bytes> outs(2, Bytes(4096));
+  std::vector<std::span<std::byte>> spans(outs.begin(), outs.end());
+  auto got = test::run(other, s.store().get_many(*ids, spans));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(outs, chunks);
+  EXPECT_EQ(s.store().stats().cache_hits, 2u);
+
+  // One hit and one miss: the miss completes on the owner, run on a thread of its own.
+  ASSERT_TRUE(s.flush());
+  ASSERT_TRUE(s.open());                // an empty cache
+  ASSERT_TRUE(s.get((*ids)[0], 4096));  // now cached
+  std::atomic<bool> stop{false};
+  s.ctx().restart();  // test::run may have left it stopped (out of work)
+  std::thread owner([&] {
+    auto work = asio::make_work_guard(s.ctx());
+    while (!stop) {
+      s.ctx().run_for(std::chrono::milliseconds(5));
+    }
+  });
+  outs.assign(2, Bytes(4096));
+  spans.assign(outs.begin(), outs.end());
+  got = test::run(other, s.store().get_many(*ids, spans));
+  stop = true;
+  owner.join();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(outs, chunks);
 }
 
 // A put of chunks already stored (the same data written again) confirms the dedup hits by
