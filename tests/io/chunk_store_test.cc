@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <numeric>
@@ -1219,6 +1220,69 @@ TEST(LocalChunkStore, ReopensADataFileThatGrewPastItsInitialSize) {
   ::unlink((dir + "/chunks.data").c_str());
   ::unlink((dir + "/chunks-index.log").c_str());
   ::unlink((dir + "/chunks-index.tbl").c_str());
+  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+}
+
+bool file_exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
+// Growth on real files: the table moves from chunks-index.tbl to chunks-index.1.tbl, the old
+// file goes, and a leftover of an interrupted rebuild (chunks-index.2.tbl) is deleted at open.
+TEST(LocalChunkStore, IndexTableGrowsIntoANewFileOfADataDirectory) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 16);
+  char tmpl[] = "/tmp/cairn-store-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
+  LocalChunkStore::Options options;
+  options.owner = ctx.get_executor();
+  options.index_buckets = 2;
+  options.index_cache_bytes = PagedIndex::kPageCostBytes;  // every flush checkpoints
+  LocalChunkStore::DirOptions dir_options;
+  dir_options.data_capacity_bytes = 4u << 20;
+  dir_options.journal_capacity_bytes = 1u << 20;
+  dir_options.ring = &ring;
+  std::vector<Bytes> chunks;
+  for (uint64_t i = 0; i < 600; ++i) {
+    chunks.push_back(test::pattern(4096, i));
+  }
+  std::vector<ChunkId> ids(chunks.size());
+  {
+    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+    ASSERT_TRUE(store) << store.error().message();
+    for (std::size_t first = 0; first < chunks.size(); first += 50) {
+      std::vector<std::span<const std::byte>> batch(chunks.begin() + first,
+                                                    chunks.begin() + first + 50);
+      ASSERT_TRUE(test::run(ctx, (*store)->put(batch, std::span(ids).subspan(first, 50))));
+      ASSERT_TRUE(test::run(ctx, (*store)->flush()));
+    }
+    EXPECT_EQ((*store)->index_generation(), 1u);
+    EXPECT_EQ((*store)->index_buckets(), 8u);
+  }
+  EXPECT_FALSE(file_exists(dir + "/chunks-index.tbl"));
+  EXPECT_TRUE(file_exists(dir + "/chunks-index.1.tbl"));
+  {
+    std::FILE* f = std::fopen((dir + "/chunks-index.2.tbl").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("half a table", f);
+    std::fclose(f);
+  }
+  auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_FALSE(file_exists(dir + "/chunks-index.2.tbl"));
+  EXPECT_EQ((*store)->index_buckets(), 8u);
+  EXPECT_EQ((*store)->stats().chunks, chunks.size());
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    Bytes out(4096);
+    ASSERT_TRUE(test::run(ctx, (*store)->get(ids[i], out))) << i;
+    EXPECT_EQ(out, chunks[i]);
+  }
+  store->reset();
+  ::unlink((dir + "/chunks.data").c_str());
+  ::unlink((dir + "/chunks-index.log").c_str());
+  ::unlink((dir + "/chunks-index.1.tbl").c_str());
   EXPECT_EQ(::rmdir(dir.c_str()), 0);
 }
 
