@@ -40,9 +40,8 @@
 //
 // Lifetimes: the data file, the index table's files and the hasher are borrowed and must
 // outlive the store (or the data file and the table files are owned, from open_dir()); the
-// journal is owned. Caller buffers are
-// borrowed until the call completes. After a journal or data-sync failure the store is failed:
-// every later mutation returns the error.
+// journal is owned. Caller buffers are borrowed until the call completes. After a journal or
+// data-sync failure the store is failed: every later mutation returns the error.
 #pragma once
 
 #include <functional>
@@ -109,8 +108,9 @@ class LocalChunkStore final : public ChunkStore {
                                                              const ChunkHasher& hasher,
                                                              Options options);
 
-  // Opens (creating) `<dir>/chunks.data`, `<dir>/chunks-index.log` and
-  // `<dir>/chunks-index.tbl` with O_DIRECT files.
+  // Opens (creating) `<dir>/chunks.data`, `<dir>/chunks-index.log` and the index table,
+  // `<dir>/chunks-index.tbl` or, once grown, `<dir>/chunks-index.<g>.tbl` (DirIndexTableFiles),
+  // with O_DIRECT files.
   // With data_path set, chunk data lives there instead: a file, or a raw block device whose
   // whole size is the store's fixed capacity (it is never grown).
   struct DirOptions {
