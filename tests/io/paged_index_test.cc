@@ -378,6 +378,7 @@ TEST(PagedIndex, CopyToAGrownTableKeepsEveryEntry) {
   const char* env = std::getenv("CAIRN_GROWTH_ENTRIES");
   uint64_t entries = env != nullptr ? std::strtoull(env, nullptr, 10) : 20000;
   uint64_t buckets = std::max<uint64_t>(1, entries / 270);  // chains of ~3 pages
+  uint64_t grown_buckets = buckets * 4;
   uint64_t budget = env != nullptr ? 64ull << 20 : 16 * PagedIndex::kPageCostBytes;
   SimIndex old(buckets, budget);
   old.open();
@@ -392,7 +393,7 @@ TEST(PagedIndex, CopyToAGrownTableKeepsEveryEntry) {
 
   SimBlockFile disk;
   auto start = std::chrono::steady_clock::now();
-  auto grown = test::run(old.ctx(), PagedIndex::open(disk, {buckets * 4, budget}, {}));
+  auto grown = test::run(old.ctx(), PagedIndex::open(disk, {grown_buckets, budget}, {}));
   ASSERT_TRUE(grown);
   ASSERT_TRUE(test::run(old.ctx(), (*grown)->scan([](const ChunkId&, const IndexEntry&) {})));
   ASSERT_TRUE(test::run(old.ctx(), old.index().copy_to(**grown)));
@@ -405,14 +406,14 @@ TEST(PagedIndex, CopyToAGrownTableKeepsEveryEntry) {
                 .count();
   std::printf("rebuilt %llu entries from %llu into %llu buckets in %lld ms\n",
               static_cast<unsigned long long>(entries), static_cast<unsigned long long>(buckets),
-              static_cast<unsigned long long>(buckets * 4), static_cast<long long>(ms));
+              static_cast<unsigned long long>(grown_buckets), static_cast<long long>(ms));
   EXPECT_EQ(at->seq, 1u);
 
   grown->reset();
   disk.power_cut(5);  // everything the copy wrote was synced by its checkpoint
   auto reopened = test::run(old.ctx(), PagedIndex::open(disk, {1, budget}, *at));
   ASSERT_TRUE(reopened);
-  EXPECT_EQ((*reopened)->buckets(), buckets * 4);
+  EXPECT_EQ((*reopened)->buckets(), grown_buckets);
   Model scanned;
   ASSERT_TRUE(test::run(old.ctx(), (*reopened)->scan([&](const ChunkId& id, const IndexEntry& e) {
     ASSERT_TRUE(scanned.emplace(id, e).second) << "copied twice: " << id.to_hex();
