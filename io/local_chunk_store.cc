@@ -1,11 +1,13 @@
 #include "io/local_chunk_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "base/assert.h"
 #include "base/log.h"
 #include "io/byte_codec.h"
+#include "io/dir_index_table_files.h"
 #include "io/dir_log_factory.h"
 #include "io/errors.h"
 #include "io/uring_block_file.h"
@@ -19,8 +21,18 @@ constexpr uint64_t kMinDeviceBytes = 1u << 20;
 
 // Journal operations (docs/on-disk-format.md, "Index journal"). `checkpoint` is the marker
 // of the old format's in-journal checkpoints, still replayed when upgrading.
-enum class Op : uint8_t { add = 1, ref = 2, checkpoint = 3, table_checkpoint = 4 };
+// `table_checkpoint` names a checkpoint of the generation-0 table; `table_switch` one of a
+// grown table (generation > 0): written when the store switches to it and at every later
+// checkpoint, so the last table record always says which file is current.
+enum class Op : uint8_t {
+  add = 1,
+  ref = 2,
+  checkpoint = 3,
+  table_checkpoint = 4,
+  table_switch = 5
+};
 constexpr std::size_t kTableCheckpointBytes = 1 + 8 + 8;
+constexpr std::size_t kTableSwitchBytes = 1 + 8 + 8 + 8 + 8;
 // Index buckets per data-file block at creation: a file full of 4 KiB chunks fills the 100-entry
 // pages to about 64%, so overflow chains are rare until the data file grows.
 constexpr uint64_t kBlocksPerBucket = 64;
@@ -96,7 +108,8 @@ LocalChunkStore::~LocalChunkStore() {
 Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open(
     BlockFile& data, std::unique_ptr<RecordLog> journal, const ChunkHasher& hasher,
     Options options) {
-  if (!options.owner || journal == nullptr || options.index_file == nullptr) {
+  if (!options.owner || journal == nullptr ||
+      (options.index_file == nullptr) == (options.index_files == nullptr)) {
     co_return make_error(errc::invalid_argument);
   }
   uint64_t capacity =
@@ -148,14 +161,10 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
   if (!journal) {
     co_return journal.error();
   }
-  UringBlockFile::Options table_options;
-  table_options.initial_size_bytes = PagedIndex::kTableStartBytes;
-  table_options.allow_buffered = dir_options.allow_buffered;
-  auto table = UringBlockFile::open(dir + "/chunks-index.tbl", table_options, dir_options.ring);
-  if (!table) {
-    co_return table.error();
-  }
-  options.index_file = table->get();
+  auto tables =
+      std::make_unique<DirIndexTableFiles>(dir, dir_options.allow_buffered, dir_options.ring);
+  options.index_file = nullptr;
+  options.index_files = tables.get();
   // A data file that grew in an earlier run keeps its size: chunks live up to its end.
   options.capacity_bytes =
       std::max({options.capacity_bytes, dir_options.data_capacity_bytes, (*data)->size_bytes()});
@@ -164,7 +173,7 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
     co_return store.error();
   }
   (*store)->owned_data_ = std::move(*data);
-  (*store)->owned_index_file_ = std::move(*table);
+  (*store)->owned_index_files_ = std::move(tables);
   co_return std::move(*store);
 }
 
@@ -172,6 +181,8 @@ Task<Result<std::unique_ptr<LocalChunkStore>>> LocalChunkStore::open_dir(const s
 // table once to rebuild free space and the counters (pages are streamed, not cached).
 Task<Result<void>> LocalChunkStore::load() {
   PagedIndex::Checkpoint last;
+  uint64_t generation = 0;
+  uint64_t switched_buckets = 0;              // the table's buckets, from a table_switch
   std::vector<std::vector<std::byte>> after;  // records after the last table checkpoint
   bool bad = false;
   auto replayed = co_await journal_->replay([&](uint64_t, std::span<const std::byte> rec) {
@@ -179,6 +190,16 @@ Task<Result<void>> LocalChunkStore::load() {
       ByteReader r(rec.subspan(1));
       bad = bad || rec.size() != kTableCheckpointBytes || !r.get(last.seq) ||
             !r.get(last.overflow_pages);
+      generation = 0;
+      switched_buckets = 0;
+      after.clear();
+      return;
+    }
+    if (!rec.empty() && static_cast<Op>(rec[0]) == Op::table_switch) {
+      ByteReader r(rec.subspan(1));
+      bad = bad || rec.size() != kTableSwitchBytes || !r.get(generation) || !r.get(last.seq) ||
+            !r.get(last.overflow_pages) || !r.get(switched_buckets) || generation == 0 ||
+            switched_buckets == 0;
       after.clear();
       return;
     }
@@ -194,12 +215,32 @@ Task<Result<void>> LocalChunkStore::load() {
       options_.index_buckets != 0
           ? options_.index_buckets
           : std::max(kMinBuckets, options_.capacity_bytes / kBlock / kBlocksPerBucket);
-  auto index =
-      co_await PagedIndex::open(*options_.index_file, {buckets, options_.index_cache_bytes}, last);
+  BlockFile* file = options_.index_file;
+  if (options_.index_files != nullptr) {
+    auto opened = options_.index_files->open(generation);
+    if (!opened) {
+      co_return opened.error();
+    }
+    file = *opened;
+  } else if (generation != 0) {
+    CAIRN_LOG(error, "io", "the journal names index table generation {}, not a single table file",
+              generation);
+    co_return make_error(errc::invalid_argument);
+  }
+  auto index = co_await PagedIndex::open(*file, {buckets, options_.index_cache_bytes}, last);
   if (!index) {
     co_return index.error();
   }
+  if (switched_buckets != 0 && (*index)->buckets() != switched_buckets) {
+    CAIRN_LOG(error, "io", "index table generation {} has {} buckets, the journal says {}",
+              generation, (*index)->buckets(), switched_buckets);
+    co_return make_error(errc::corrupt);
+  }
   index_ = std::move(*index);
+  generation_ = generation;
+  if (auto r = remove_other_tables(); !r) {
+    co_return r;
+  }
   for (const auto& rec : after) {
     if (auto r = co_await apply_record(rec); !r) {
       co_return r;
@@ -240,7 +281,10 @@ Task<Result<void>> LocalChunkStore::load() {
 }
 
 Task<Result<std::optional<LocalChunkStore::Entry>>> LocalChunkStore::lookup(const ChunkId& id) {
-  co_return co_await index_->find(id);
+  ++index_readers_;
+  auto found = co_await index_->find(id);
+  --index_readers_;
+  co_return found;
 }
 
 Task<Result<void>> LocalChunkStore::apply_record(std::span<const std::byte> record) {
@@ -1112,8 +1156,11 @@ Task<Result<void>> LocalChunkStore::plan_pieces(ReadBatch& batch,
     ids[k] = batch.ids[misses[k]];
   }
   std::vector<std::optional<Entry>> found(misses.size());
-  if (auto r = co_await index_->find_many(ids, found); !r) {
-    co_return r;
+  ++index_readers_;
+  auto looked_up = co_await index_->find_many(ids, found);
+  --index_readers_;
+  if (!looked_up) {
+    co_return looked_up;
   }
   std::vector<std::size_t> order;  // into misses
   order.reserve(misses.size());
@@ -1250,8 +1297,11 @@ Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
     ids[p] = batch.pieces[p].id;
   }
   std::vector<std::optional<Entry>> now(ids.size());
-  if (auto r = co_await index_->find_many(ids, now); !r) {
-    co_return r;
+  ++index_readers_;
+  auto looked_up = co_await index_->find_many(ids, now);
+  --index_readers_;
+  if (!looked_up) {
+    co_return looked_up;
   }
   uint64_t read_bytes = 0;
   for (const ReadBatch::Piece& piece : batch.pieces) {
@@ -1443,6 +1493,12 @@ Task<Result<void>> LocalChunkStore::checkpoint_locked() {
     allocator_.free(offset, length);
   }
   pending_frees_.clear();
+  if (options_.index_files != nullptr &&
+      stats().chunks > index_->buckets() * kGrowEntriesPerBucket) {
+    if (auto g = co_await grow_index(); !g) {
+      co_return fail(g.error());
+    }
+  }
   note_index_ram();  // the checkpoint made every page evictable
   co_return Result<void>{};
 }
@@ -1462,10 +1518,19 @@ Task<Result<void>> LocalChunkStore::write_checkpoint() {
     co_return written.error();
   }
   ByteWriter w;
-  w.put(static_cast<uint8_t>(Op::table_checkpoint));
-  w.put(written->seq);
-  w.put(written->overflow_pages);
-  CAIRN_ASSERT(w.bytes().size() == kTableCheckpointBytes);
+  if (generation_ == 0) {
+    w.put(static_cast<uint8_t>(Op::table_checkpoint));
+    w.put(written->seq);
+    w.put(written->overflow_pages);
+    CAIRN_ASSERT(w.bytes().size() == kTableCheckpointBytes);
+  } else {
+    w.put(static_cast<uint8_t>(Op::table_switch));
+    w.put(generation_);
+    w.put(written->seq);
+    w.put(written->overflow_pages);
+    w.put(index_->buckets());
+    CAIRN_ASSERT(w.bytes().size() == kTableSwitchBytes);
+  }
   auto lsn = journal_->append(w.bytes());
   if (!lsn) {
     co_return lsn.error();
@@ -1474,6 +1539,127 @@ Task<Result<void>> LocalChunkStore::write_checkpoint() {
     co_return r;
   }
   co_return co_await journal_->release_before(*lsn);
+}
+
+// ---- table growth ----
+
+// Table files of generations other than the current one are leftovers: the previous one if a
+// crash came between the switch record and its deletion, the next one if a crash (or an
+// error) interrupted a rebuild before its switch record was durable. Generations advance one
+// at a time and open() deletes both, so no other can exist.
+Result<void> LocalChunkStore::remove_other_tables() {
+  if (options_.index_files == nullptr) {
+    return {};
+  }
+  if (generation_ > 0) {
+    if (auto r = options_.index_files->remove(generation_ - 1); !r) {
+      return r;
+    }
+  }
+  return options_.index_files->remove(generation_ + 1);
+}
+
+uint64_t LocalChunkStore::grown_buckets() const {
+  uint64_t chunks = stats().chunks;
+  uint64_t old = index_->buckets();
+  uint64_t factor = 4;
+  while (chunks / (old * factor) >= 64 && factor < (1ull << 16)) {
+    factor *= 2;
+  }
+  return old * factor;
+}
+
+// With mutex_ held, right after a checkpoint: the old table alone holds the whole state, and
+// nothing changes the index until this returns.
+Task<Result<void>> LocalChunkStore::grow_index() {
+  uint64_t buckets = grown_buckets();
+  uint64_t old_buckets = index_->buckets();
+  uint64_t next = generation_ + 1;
+  auto start = std::chrono::steady_clock::now();
+  auto built = co_await build_table(next, buckets);
+  if (!built) {
+    // The journal still names the old table, which is whole: keep it, retry at a later
+    // checkpoint. Whatever the new file holds is never read.
+    CAIRN_LOG(warn, "io", "index table: growing to {} buckets failed, keeping {}: {}", buckets,
+              old_buckets, built.error().message());
+    if (auto r = options_.index_files->remove(next); !r) {
+      CAIRN_LOG(warn, "io", "index table generation {} stays until the next open", next);
+    }
+    co_return Result<void>{};
+  }
+  if (auto r = co_await switch_table(std::move(*built)); !r) {
+    co_return r;
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
+                .count();
+  CAIRN_LOG(info, "io",
+            "index table grew from {} to {} buckets ({} chunks) in {} ms: generation {}",
+            old_buckets, buckets, stats().chunks, ms, generation_);
+  co_return Result<void>{};
+}
+
+// Builds the table of `generation` from the current one and checkpoints it (its file synced);
+// nothing names it yet.
+Task<Result<LocalChunkStore::Table>> LocalChunkStore::build_table(uint64_t generation,
+                                                                  uint64_t buckets) {
+  // A file left by an earlier attempt must not be taken for a formatted table.
+  if (auto r = options_.index_files->remove(generation); !r) {
+    co_return r.error();
+  }
+  auto file = options_.index_files->open(generation);
+  if (!file) {
+    co_return file.error();
+  }
+  auto index = co_await PagedIndex::open(**file, {buckets, options_.index_cache_bytes},
+                                         PagedIndex::Checkpoint{});
+  if (!index) {
+    co_return index.error();
+  }
+  // An empty table, nothing to visit: scanning it lets pages over its budget be written back.
+  if (auto r = co_await (*index)->scan([](const ChunkId&, const Entry&) {}); !r) {
+    co_return r.error();
+  }
+  if (auto r = co_await index_->copy_to(**index); !r) {
+    co_return r.error();
+  }
+  auto at = co_await (*index)->checkpoint();
+  if (!at) {
+    co_return at.error();
+  }
+  co_return Table{generation, std::move(*index), *at};
+}
+
+// Journals the switch (the commit point), then drops the old table.
+Task<Result<void>> LocalChunkStore::switch_table(Table table) {
+  ByteWriter w;
+  w.put(static_cast<uint8_t>(Op::table_switch));
+  w.put(table.generation);
+  w.put(table.at.seq);
+  w.put(table.at.overflow_pages);
+  w.put(table.index->buckets());
+  CAIRN_ASSERT(w.bytes().size() == kTableSwitchBytes);
+  auto lsn = journal_->append(w.bytes());
+  if (!lsn) {
+    co_return lsn.error();
+  }
+  if (auto r = co_await journal_->sync(); !r) {
+    co_return r;
+  }
+  if (auto r = co_await journal_->release_before(*lsn); !r) {
+    co_return r;
+  }
+  // Lookups without mutex_ may be inside the old index: let them finish before it goes.
+  while (index_readers_ > 0) {
+    co_await asio::post(options_.owner, asio::use_awaitable);
+  }
+  uint64_t old = generation_;
+  index_ = std::move(table.index);
+  generation_ = table.generation;
+  if (auto r = options_.index_files->remove(old); !r) {
+    CAIRN_LOG(warn, "io", "old index table generation {} stays until the next open", old);
+  }
+  co_return Result<void>{};
 }
 
 }  // namespace cairn::io

@@ -34,10 +34,14 @@
 // chunk and completes only after that put does. get() takes no lock. stats() may be called
 // from any thread.
 //
-// Lifetimes: the data and index-table BlockFiles and the hasher are borrowed and must outlive the
-// store (or the data file is owned, from open_dir()); the journal is owned. Caller buffers are
-// borrowed until the call completes. After a journal or data-sync failure the store is failed:
-// every later mutation returns the error.
+// Growth: at a checkpoint that leaves too many chunks per bucket, the store rebuilds the index
+// into a table file of the next generation with more buckets and journals the switch (stop
+// the world: mutex_ is held throughout; see docs/on-disk-format.md for the crash argument).
+//
+// Lifetimes: the data file, the index table's files and the hasher are borrowed and must
+// outlive the store (or the data file and the table files are owned, from open_dir()); the
+// journal is owned. Caller buffers are borrowed until the call completes. After a journal or
+// data-sync failure the store is failed: every later mutation returns the error.
 #pragma once
 
 #include <functional>
@@ -55,6 +59,7 @@
 #include "io/chunk_hash.h"
 #include "io/chunk_store.h"
 #include "io/extent_allocator.h"
+#include "io/index_table_files.h"
 #include "io/paged_index.h"
 #include "io/record_log.h"
 
@@ -69,6 +74,11 @@ class LocalChunkStore final : public ChunkStore {
   static constexpr uint32_t kMaxOrdinal = 64;               // colliding chunks tried per address
   static constexpr uint64_t kLargePutBytes = 64 * 1024;     // see Options::max_fragmented_percent
   static constexpr uint64_t kMaxReadRunBytes = 1ull << 20;  // one disk read of get_many()
+  // A checkpoint that leaves more chunks than this many per index bucket (twice the 64 the
+  // table is sized for at creation) grows the table (needs Options::index_files): the new
+  // bucket count is the old times the smallest power of two >= 4 that brings the fill to at
+  // most 64, so it lands between 32 and 64 entries per bucket (one page per chain).
+  static constexpr uint64_t kGrowEntriesPerBucket = 128;
 
   struct Options {
     asio::any_io_executor owner;  // required
@@ -84,7 +94,10 @@ class LocalChunkStore final : public ChunkStore {
     uint32_t max_fragmented_percent = 25;
     uint64_t cache_bytes = 64ull << 20;
     uint64_t max_put_bytes = 1ull << 20;  // staging buffer allocated at open (grows if needed)
-    BlockFile* index_file = nullptr;      // required: the index table (chunks-index.tbl)
+    // The index table: either index_files (borrowed; the table grows when it fills, see
+    // kGrowEntriesPerBucket), or index_file (borrowed; one file, generation 0 only, never grown).
+    IndexTableFiles* index_files = nullptr;
+    BlockFile* index_file = nullptr;
     uint64_t index_cache_bytes = 64ull << 20;
     uint64_t index_buckets = 0;  // when the table is created; 0: from capacity_bytes
   };
@@ -95,8 +108,9 @@ class LocalChunkStore final : public ChunkStore {
                                                              const ChunkHasher& hasher,
                                                              Options options);
 
-  // Opens (creating) `<dir>/chunks.data`, `<dir>/chunks-index.log` and
-  // `<dir>/chunks-index.tbl` with O_DIRECT files.
+  // Opens (creating) `<dir>/chunks.data`, `<dir>/chunks-index.log` and the index table,
+  // `<dir>/chunks-index.tbl` or, once grown, `<dir>/chunks-index.<g>.tbl` (DirIndexTableFiles),
+  // with O_DIRECT files.
   // With data_path set, chunk data lives there instead: a file, or a raw block device whose
   // whole size is the store's fixed capacity (it is never grown).
   struct DirOptions {
@@ -127,6 +141,10 @@ class LocalChunkStore final : public ChunkStore {
   Task<uint64_t> refs(ChunkId id);
   // Where a chunk's bytes are (owner thread; for corruption tests).
   Task<std::optional<uint64_t>> offset_of(ChunkId id);
+  // The index table's generation (0 until it first grows; owner thread).
+  [[nodiscard]] uint64_t index_generation() const noexcept { return generation_; }
+  // The index table's bucket count (owner thread).
+  [[nodiscard]] uint64_t index_buckets() const noexcept { return index_->buckets(); }
 
  private:
   using Entry = IndexEntry;
@@ -185,6 +203,16 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> flush_here();
   Task<Result<void>> write_checkpoint();
   Task<Result<void>> checkpoint_locked();
+  struct Table {
+    uint64_t generation = 0;
+    std::unique_ptr<PagedIndex> index;
+    PagedIndex::Checkpoint at;
+  };
+  [[nodiscard]] uint64_t grown_buckets() const;
+  Task<Result<void>> grow_index();
+  Task<Result<Table>> build_table(uint64_t generation, uint64_t buckets);
+  Task<Result<void>> switch_table(Table table);
+  Result<void> remove_other_tables();
   [[nodiscard]] bool index_over_budget() const noexcept;
   void note_index_ram();
   Result<void> fail(std::error_code error);
@@ -197,7 +225,7 @@ class LocalChunkStore final : public ChunkStore {
 
   BlockFile& data_;
   std::unique_ptr<BlockFile> owned_data_;
-  std::unique_ptr<BlockFile> owned_index_file_;
+  std::unique_ptr<IndexTableFiles> owned_index_files_;
   std::unique_ptr<RecordLog> journal_;
   const ChunkHasher& hasher_;
   Options options_;
@@ -206,6 +234,10 @@ class LocalChunkStore final : public ChunkStore {
   std::error_code failure_;
 
   std::unique_ptr<PagedIndex> index_;
+  uint64_t generation_ = 0;  // of index_'s table file
+  // Coroutines in a PagedIndex call without mutex_ (get_many's lookups): a table switch waits
+  // for them to leave the old index before destroying it.
+  uint64_t index_readers_ = 0;
   ExtentAllocator allocator_;
   // The read cache is the one part of the store used off the owner's thread: a reader on
   // another reactor copies its hits out under cache_mutex_ and hops to the owner only for

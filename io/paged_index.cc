@@ -527,4 +527,51 @@ Task<Result<void>> PagedIndex::scan(const Visitor& visit) {
   co_return co_await evict();
 }
 
+Task<Result<void>> PagedIndex::copy_to(PagedIndex& to) {
+  auto guard = co_await mutex_.scoped();
+  CAIRN_ASSERT(repaired_ && dirty_ == 0);
+  // Every page is clean: dropping them all loses nothing, and leaves the RAM to `to`.
+  while (!lru_.empty()) {
+    drop_cached(lru_.back());
+    lru_.pop_back();
+  }
+  for (uint64_t bucket = 0; bucket < buckets_; ++bucket) {
+    uint64_t page_no = bucket;
+    for (uint64_t steps = 0;; ++steps) {
+      if (steps > logical_pages()) {
+        CAIRN_LOG(error, "io", "index chain of bucket {} loops", bucket);
+        co_return make_error(errc::corrupt);
+      }
+      IndexPage page;
+      if (slot_offset(page_no, 0) + 2 * kSlotBytes <= file_.size_bytes()) {
+        if (auto r = co_await file_.read(slot_offset(page_no, 0), io_.span()); !r) {
+          co_return r;
+        }
+        ++page_reads_;
+        int slot = -1;
+        if (auto r = choose(io_.span(), page_no, page, slot, false); !r) {
+          co_return r;
+        }
+      } else if (page_no >= buckets_) {
+        co_return make_error(errc::corrupt);  // a link past the end of the file
+      }
+      for (const IndexPage::Item& item : page.items) {
+        if (auto r = co_await to.put(item.id, item.entry); !r) {
+          co_return r;
+        }
+      }
+      if (page.next == 0) {
+        break;
+      }
+      page_no = page.next - 1;
+      if (page_no < buckets_ || page_no >= logical_pages()) {
+        CAIRN_LOG(error, "io", "index page {} links to page {}, not an overflow page", page.page_no,
+                  page_no);
+        co_return make_error(errc::corrupt);
+      }
+    }
+  }
+  co_return Result<void>{};
+}
+
 }  // namespace cairn::io

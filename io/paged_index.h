@@ -81,8 +81,16 @@ class PagedIndex {
   // by a checkpoint that never completed, so that a later checkpoint with the same sequence
   // number cannot make them current. Call after replaying the journal, before checkpoint().
   Task<Result<void>> scan(const Visitor& visit);
+  // Puts every entry into `to` (a table being built to replace this one; growing the table),
+  // bucket by bucket, each bucket's chain in order. When to.buckets() is a multiple of
+  // buckets(), the entries of bucket b land in buckets b, b + buckets(), ..., so `to` fills
+  // its pages in order and its LRU writes them back in order. Call after scan(), with no
+  // dirty page (right after checkpoint()). This index's cached pages are dropped first, so
+  // the copy holds `to`'s budget plus one page pair of RAM; this index stays usable.
+  Task<Result<void>> copy_to(PagedIndex& to);
 
   [[nodiscard]] uint64_t buckets() const noexcept { return buckets_; }
+  [[nodiscard]] uint64_t overflow_pages() const noexcept { return overflow_pages_; }
   [[nodiscard]] uint64_t cached_bytes() const noexcept { return cached_pages_ * kPageCostBytes; }
   [[nodiscard]] uint64_t dirty_bytes() const noexcept { return dirty_ * kPageCostBytes; }
   [[nodiscard]] uint64_t budget_bytes() const noexcept { return budget_bytes_; }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <numeric>
@@ -27,6 +28,50 @@ namespace {
 using Bytes = std::vector<std::byte>;
 const std::byte kKey[4] = {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}};
 
+// Index table files of every generation on simulated disks that survive the store (and
+// power cuts, each losing its unsynced writes). remove() deletes at once and durably.
+class SimTableFiles final : public IndexTableFiles {
+ public:
+  Result<BlockFile*> open(uint64_t generation) override {
+    auto& file = files_[generation];
+    if (file == nullptr) {
+      file = std::make_unique<SimBlockFile>();
+      file->fail_writes_after(fail_new_writes_after);
+    }
+    return file.get();
+  }
+  Result<void> remove(uint64_t generation) override {
+    auto it = files_.find(generation);
+    if (it == files_.end()) {
+      return {};
+    }
+    if (fail_removes) {
+      return make_error(errc::io_error);
+    }
+    files_.erase(it);
+    return {};
+  }
+  void power_cut(uint64_t seed) {
+    for (auto& [generation, file] : files_) {
+      file->power_cut(seed + generation);
+      file->fail_writes_after(std::nullopt);
+    }
+  }
+  [[nodiscard]] std::set<uint64_t> generations() const {
+    std::set<uint64_t> out;
+    for (const auto& kv : files_) {
+      out.insert(kv.first);
+    }
+    return out;
+  }
+
+  std::optional<uint64_t> fail_new_writes_after;  // for files created from now on
+  bool fail_removes = false;                      // removing an existing file fails
+
+ private:
+  std::map<uint64_t, std::unique_ptr<SimBlockFile>> files_;
+};
+
 // A store on simulated disks that survive the store, so a test can cut power and reopen.
 class SimStore {
  public:
@@ -46,7 +91,11 @@ class SimStore {
     LocalChunkStore::Options options;
     options.owner = ctx_.get_executor();
     options.cache_bytes = cache_bytes_;
-    options.index_file = &table_;
+    if (growable_index) {
+      options.index_files = &tables_;
+    } else {
+      options.index_file = &table_;
+    }
     options.index_cache_bytes = index_cache_bytes;
     options.index_buckets = index_buckets;
     options.grow_step_bytes = grow_step_bytes;
@@ -65,6 +114,7 @@ class SimStore {
     data_.power_cut(seed);
     logs_.power_cut_all(seed + 1);
     table_.power_cut(seed + 2);
+    tables_.power_cut(seed + 3);
   }
 
   Result<std::vector<ChunkId>> put(const std::vector<Bytes>& chunks) {
@@ -102,11 +152,13 @@ class SimStore {
   uint64_t max_capacity_bytes = 0;
   uint64_t index_cache_bytes = 64ull << 20;
   uint64_t index_buckets = 0;
+  bool growable_index = false;  // the table's files come from tables(), and it grows
 
   LocalChunkStore& store() { return *store_; }
   SimBlockFile& data() { return data_; }
   SimBlockFile& journal_disk() { return *logs_.disk("index"); }
   SimBlockFile& table() { return table_; }
+  SimTableFiles& tables() { return tables_; }
   SimLogFactory& logs() { return logs_; }
   asio::io_context& ctx() { return ctx_; }
 
@@ -115,6 +167,7 @@ class SimStore {
   ChunkHasher hasher_;
   SimBlockFile data_;
   SimBlockFile table_;
+  SimTableFiles tables_;
   SimLogFactory logs_;
   uint64_t cache_bytes_;
   std::unique_ptr<LocalChunkStore> store_;
@@ -1315,6 +1368,69 @@ TEST(LocalChunkStore, ReopensADataFileThatGrewPastItsInitialSize) {
   EXPECT_EQ(::rmdir(dir.c_str()), 0);
 }
 
+bool file_exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
+// Growth on real files: the table moves from chunks-index.tbl to chunks-index.1.tbl, the old
+// file goes, and a leftover of an interrupted rebuild (chunks-index.2.tbl) is deleted at open.
+TEST(LocalChunkStore, IndexTableGrowsIntoANewFileOfADataDirectory) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 16);
+  char tmpl[] = "/tmp/cairn-store-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
+  LocalChunkStore::Options options;
+  options.owner = ctx.get_executor();
+  options.index_buckets = 2;
+  options.index_cache_bytes = PagedIndex::kPageCostBytes;  // every flush checkpoints
+  LocalChunkStore::DirOptions dir_options;
+  dir_options.data_capacity_bytes = 4u << 20;
+  dir_options.journal_capacity_bytes = 1u << 20;
+  dir_options.ring = &ring;
+  std::vector<Bytes> chunks;
+  for (uint64_t i = 0; i < 600; ++i) {
+    chunks.push_back(test::pattern(4096, i));
+  }
+  std::vector<ChunkId> ids(chunks.size());
+  {
+    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+    ASSERT_TRUE(store) << store.error().message();
+    for (std::size_t first = 0; first < chunks.size(); first += 50) {
+      std::vector<std::span<const std::byte>> batch(chunks.begin() + first,
+                                                    chunks.begin() + first + 50);
+      ASSERT_TRUE(test::run(ctx, (*store)->put(batch, std::span(ids).subspan(first, 50))));
+      ASSERT_TRUE(test::run(ctx, (*store)->flush()));
+    }
+    EXPECT_EQ((*store)->index_generation(), 1u);
+    EXPECT_EQ((*store)->index_buckets(), 8u);
+  }
+  EXPECT_FALSE(file_exists(dir + "/chunks-index.tbl"));
+  EXPECT_TRUE(file_exists(dir + "/chunks-index.1.tbl"));
+  {
+    std::FILE* f = std::fopen((dir + "/chunks-index.2.tbl").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("half a table", f);
+    std::fclose(f);
+  }
+  auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_FALSE(file_exists(dir + "/chunks-index.2.tbl"));
+  EXPECT_EQ((*store)->index_buckets(), 8u);
+  EXPECT_EQ((*store)->stats().chunks, chunks.size());
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    Bytes out(4096);
+    ASSERT_TRUE(test::run(ctx, (*store)->get(ids[i], out))) << i;
+    EXPECT_EQ(out, chunks[i]);
+  }
+  store->reset();
+  ::unlink((dir + "/chunks.data").c_str());
+  ::unlink((dir + "/chunks-index.log").c_str());
+  ::unlink((dir + "/chunks-index.1.tbl").c_str());
+  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+}
+
 // Bounded RAM (issue 2, M3): the store holds about 40 times more chunks than its index cache
 // has room for. Every byte is read back and every count checked, before and after a power cut
 // and reopen, and at the end of every operation the index's RAM is within its budget, however
@@ -1366,6 +1482,189 @@ TEST(LocalChunkStore, IndexFarLargerThanItsCacheKeepsEveryChunk) {
   s.power_cut(11);
   ASSERT_TRUE(s.open());
   ASSERT_NO_FATAL_FAILURE(check());
+}
+
+// ---- index table growth ----
+
+std::vector<Bytes> numbered_chunks(uint64_t first, uint64_t count) {
+  std::vector<Bytes> out;
+  for (uint64_t i = first; i < first + count; ++i) {
+    out.push_back(test::pattern(4096, i));
+  }
+  return out;
+}
+
+// Every chunk of `ids` (chunk i holds pattern(4096, i)) is readable with one reference, and
+// the store holds nothing else.
+void check_numbered(SimStore& s, const std::vector<ChunkId>& ids) {
+  EXPECT_EQ(s.store().stats().chunks, ids.size());
+  for (uint64_t i = 0; i < ids.size(); ++i) {
+    auto bytes = s.get(ids[i], 4096);
+    ASSERT_TRUE(bytes) << "chunk " << i << ": " << bytes.error().message();
+    ASSERT_EQ(*bytes, test::pattern(4096, i)) << "chunk " << i;
+    ASSERT_EQ(s.refs(ids[i]), 1u) << "chunk " << i;
+  }
+}
+
+// A table created with 2 buckets receives 3000 chunks: each checkpoint past 128 entries per
+// bucket grows it (2 -> 8 -> 32 buckets), under a cache budget of one page (so every flush
+// checkpoints, and the rebuilds write pages back), and every chunk stays readable with its
+// count, before and after a power cut.
+TEST(LocalChunkStore, IndexTableGrowsAsChunksArrive) {
+  constexpr uint64_t kChunks = 3000;
+  constexpr uint64_t kBudget = PagedIndex::kPageCostBytes;
+  SimStore s(128, 32u << 20, 1u << 20, 64 * 1024);
+  s.growable_index = true;
+  s.index_buckets = 2;
+  s.index_cache_bytes = kBudget;
+  ASSERT_TRUE(s.open());
+  std::vector<ChunkId> ids;
+  for (uint64_t first = 0; first < kChunks; first += 16) {
+    auto got = s.put(numbered_chunks(first, 16));
+    ASSERT_TRUE(got);
+    ids.insert(ids.end(), got->begin(), got->end());
+    ASSERT_TRUE(s.flush());
+  }
+  EXPECT_EQ(s.store().index_buckets(), 32u);
+  EXPECT_EQ(s.store().index_generation(), 2u);
+  EXPECT_EQ(s.tables().generations(), std::set<uint64_t>{2});
+  EXPECT_LE(s.store().stats().index_cache_peak_bytes, kBudget);
+  ASSERT_TRUE(s.ref({ids[0], ids[kChunks - 1]}));
+  ASSERT_TRUE(s.unref({ids[0], ids[kChunks - 1]}));
+  ASSERT_TRUE(s.flush());
+  ASSERT_NO_FATAL_FAILURE(check_numbered(s, ids));
+  s.power_cut(21);
+  ASSERT_TRUE(s.open());
+  EXPECT_EQ(s.store().index_buckets(), 32u);
+  EXPECT_EQ(s.store().index_generation(), 2u);
+  ASSERT_NO_FATAL_FAILURE(check_numbered(s, ids));
+}
+
+// A store opened on one borrowed table file never grows it.
+TEST(LocalChunkStore, SingleTableFileNeverGrows) {
+  SimStore s(128, 8u << 20, 1u << 20, 64 * 1024);
+  s.index_buckets = 1;
+  s.index_cache_bytes = 3 * PagedIndex::kPageCostBytes;
+  ASSERT_TRUE(s.open());
+  std::vector<ChunkId> ids;
+  for (uint64_t first = 0; first < 400; first += 20) {
+    auto got = s.put(numbered_chunks(first, 20));
+    ASSERT_TRUE(got);
+    ids.insert(ids.end(), got->begin(), got->end());
+    ASSERT_TRUE(s.flush());
+  }
+  EXPECT_EQ(s.store().index_buckets(), 1u);
+  EXPECT_EQ(s.store().index_generation(), 0u);
+  ASSERT_NO_FATAL_FAILURE(check_numbered(s, ids));
+}
+
+// Where the crash of TableGrowthSurvivesPowerCuts comes.
+enum class GrowthFault {
+  new_table_write,  // the n-th write to the new table fails (and it cannot be deleted)
+  journal_write,    // the n-th journal write of the growing flush fails
+  old_table_kept,   // the switch completes but the old table cannot be deleted
+};
+
+// One life: 1 bucket, 128 chunks flushed (no growth yet), then 40 more and a flush whose
+// checkpoint grows the table to 4 buckets, with `fault` at write `n`; a power cut; reopen.
+// Returns false once `n` is past every write of the growth.
+bool growth_crash(GrowthFault fault, uint64_t n, uint64_t seed) {
+  SCOPED_TRACE("fault " + std::to_string(static_cast<int>(fault)) + " at write " +
+               std::to_string(n) + ", seed " + std::to_string(seed));
+  SimStore s(128, 4u << 20, 256 * 1024, 16 * 1024);
+  s.growable_index = true;
+  s.index_buckets = 1;
+  // One page: every flush checkpoints, and the rebuild writes pages back.
+  s.index_cache_bytes = PagedIndex::kPageCostBytes;
+  EXPECT_TRUE(s.open());
+  std::vector<ChunkId> ids;
+  for (uint64_t first = 0; first < 128; first += 16) {
+    auto got = s.put(numbered_chunks(first, 16));
+    EXPECT_TRUE(got);
+    ids.insert(ids.end(), got->begin(), got->end());
+    EXPECT_TRUE(s.flush());
+  }
+  EXPECT_EQ(s.store().index_generation(), 0u);
+  auto more = s.put(numbered_chunks(128, 40));
+  EXPECT_TRUE(more);
+  if (!more) {
+    return false;
+  }
+  if (fault == GrowthFault::new_table_write) {
+    s.tables().fail_new_writes_after = n;
+    s.tables().fail_removes = true;
+  } else if (fault == GrowthFault::journal_write) {
+    s.journal_disk().fail_writes_after(n);
+  } else {
+    s.tables().fail_removes = true;
+  }
+  bool flushed = s.flush().has_value();
+  bool grew = s.store().index_generation() == 1;
+  bool fault_hit = s.tables().generations().count(1) > 0 && !grew;  // the rebuild failed
+  if (fault == GrowthFault::journal_write) {
+    fault_hit = !flushed;
+  }
+  if (fault == GrowthFault::new_table_write) {
+    EXPECT_TRUE(flushed) << "a failed rebuild keeps the old table and the flush succeeds";
+    EXPECT_EQ(grew, !fault_hit);
+  }
+  if (fault == GrowthFault::old_table_kept) {
+    EXPECT_TRUE(flushed && grew);
+    EXPECT_EQ(s.tables().generations(), (std::set<uint64_t>{0, 1}));
+  }
+  s.tables().fail_new_writes_after = std::nullopt;
+  s.tables().fail_removes = false;
+  s.power_cut(seed);
+  s.journal_disk().fail_writes_after(std::nullopt);
+  EXPECT_TRUE(s.open());
+  if (::testing::Test::HasFailure()) {
+    return false;
+  }
+  // The flushed chunks all survive; the 40 of a failed flush are each whole or absent.
+  uint64_t present = 0;
+  for (uint64_t i = 0; i < 168; ++i) {
+    ChunkId id = i < 128 ? ids[i] : (*more)[i - 128];
+    uint64_t refs = s.refs(id);
+    if (i < 128 || flushed) {
+      EXPECT_EQ(refs, 1u) << "chunk " << i;
+    }
+    if (refs > 0) {
+      ++present;
+      auto bytes = s.get(id, 4096);
+      EXPECT_TRUE(bytes && *bytes == test::pattern(4096, i)) << "chunk " << i;
+    }
+  }
+  EXPECT_EQ(s.store().stats().chunks, present);
+  // Only the generation the journal names is left.
+  uint64_t generation = s.store().index_generation();
+  EXPECT_EQ(s.tables().generations(), std::set<uint64_t>{generation});
+  EXPECT_EQ(s.store().index_buckets(), generation == 0 ? 1u : 4u);
+  if (flushed && !fault_hit) {
+    EXPECT_EQ(generation, 1u);
+  }
+  // Growth after recovery: a retry must not trust what a failed attempt left.
+  for (uint64_t round = 0; round < 8 && s.store().index_generation() == 0; ++round) {
+    EXPECT_TRUE(s.put(numbered_chunks(1000 + round * 20, 20)));
+    EXPECT_TRUE(s.flush());
+  }
+  EXPECT_GE(s.store().index_generation(), 1u);
+  return fault_hit;
+}
+
+TEST(LocalChunkStoreCrash, TableGrowthSurvivesPowerCutsAtEveryStep) {
+  uint64_t lives = 0;
+  for (GrowthFault fault : {GrowthFault::new_table_write, GrowthFault::journal_write}) {
+    for (uint64_t n = 0; n < 2000 && !HasFailure(); ++n) {
+      ++lives;
+      if (!growth_crash(fault, n, 1000 + n)) {
+        break;  // n is past the last write: the growth completed
+      }
+    }
+  }
+  for (uint64_t seed = 0; seed < 4 && !HasFailure(); ++seed) {
+    growth_crash(GrowthFault::old_table_kept, 0, seed);
+  }
+  EXPECT_GT(lives, 10u);
 }
 
 }  // namespace

@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <random>
 
@@ -365,6 +368,62 @@ TEST(PagedIndex, FindManyAgreesWithFindAndKeepsTheBudget) {
   }
   EXPECT_LE(s.index().cached_bytes(), s.index().budget_bytes());
   EXPECT_TRUE(test::run(s.ctx(), s.index().find_many({}, {})));
+}
+
+// copy_to() (growing the table): every entry of a table with long chains arrives in a table
+// with four times the buckets, under the new table's cache budget, and survives a reopen of
+// the new table as of its one checkpoint. With CAIRN_GROWTH_ENTRIES set (e.g. 300000) it
+// reports how long the rebuild takes, the stall docs/on-disk-format.md ("Growth") quotes.
+TEST(PagedIndex, CopyToAGrownTableKeepsEveryEntry) {
+  const char* env = std::getenv("CAIRN_GROWTH_ENTRIES");
+  uint64_t entries = env != nullptr ? std::strtoull(env, nullptr, 10) : 20000;
+  uint64_t buckets = std::max<uint64_t>(1, entries / 270);  // chains of ~3 pages
+  uint64_t grown_buckets = buckets * 4;
+  uint64_t budget = env != nullptr ? 64ull << 20 : 16 * PagedIndex::kPageCostBytes;
+  SimIndex old(buckets, budget);
+  old.open();
+  // As the store does at open: pages over the budget may be written back from now on.
+  ASSERT_TRUE(test::run(old.ctx(), old.index().scan([](const ChunkId&, const IndexEntry&) {})));
+  for (uint64_t k = 0; k < entries; ++k) {
+    old.put(ChunkId{k * 0x9e3779b97f4a7c15ull, k}, entry_for(k));
+  }
+  auto c = old.checkpoint();
+  ASSERT_TRUE(c);
+  old.journal(*c);
+
+  SimBlockFile disk;
+  auto start = std::chrono::steady_clock::now();
+  auto grown = test::run(old.ctx(), PagedIndex::open(disk, {grown_buckets, budget}, {}));
+  ASSERT_TRUE(grown);
+  ASSERT_TRUE(test::run(old.ctx(), (*grown)->scan([](const ChunkId&, const IndexEntry&) {})));
+  ASSERT_TRUE(test::run(old.ctx(), old.index().copy_to(**grown)));
+  EXPECT_EQ(old.index().cached_bytes(), 0u);  // the old table's pages went first
+  EXPECT_LE((*grown)->cached_bytes(), budget);
+  auto at = test::run(old.ctx(), (*grown)->checkpoint());
+  ASSERT_TRUE(at);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
+                .count();
+  std::printf("rebuilt %llu entries from %llu into %llu buckets in %lld ms\n",
+              static_cast<unsigned long long>(entries), static_cast<unsigned long long>(buckets),
+              static_cast<unsigned long long>(grown_buckets), static_cast<long long>(ms));
+  EXPECT_EQ(at->seq, 1u);
+
+  grown->reset();
+  disk.power_cut(5);  // everything the copy wrote was synced by its checkpoint
+  auto reopened = test::run(old.ctx(), PagedIndex::open(disk, {1, budget}, *at));
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ((*reopened)->buckets(), grown_buckets);
+  Model scanned;
+  ASSERT_TRUE(test::run(old.ctx(), (*reopened)->scan([&](const ChunkId& id, const IndexEntry& e) {
+    ASSERT_TRUE(scanned.emplace(id, e).second) << "copied twice: " << id.to_hex();
+  })));
+  ASSERT_EQ(scanned, old.live());
+  for (uint64_t k = 0; k < entries; k += 97) {
+    auto got = test::run(old.ctx(), (*reopened)->find(ChunkId{k * 0x9e3779b97f4a7c15ull, k}));
+    ASSERT_TRUE(got && got->has_value());
+    EXPECT_EQ(**got, entry_for(k));
+  }
 }
 
 }  // namespace
