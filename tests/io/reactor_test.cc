@@ -97,5 +97,66 @@ TEST(AsioIoUring, CancelDoesNotCompleteAnotherSocketsOperation) {
   EXPECT_EQ(byte[0], 'y');
 }
 
+// Suspends forever on a timer of its own reactor.
+Task<void> wait_forever(asio::any_io_executor executor) {
+  asio::steady_timer timer(executor, asio::steady_timer::time_point::max());
+  co_await timer.async_wait(use_tuple);
+}
+
+// A chain of `depth` coroutines alternating between the pool's two reactors, each awaiting a
+// co_spawn of the next on the other reactor and holding a timer of each reactor; the last
+// waits forever.
+Task<void> chain(ReactorPool& pool, unsigned depth, unsigned on) {
+  asio::steady_timer timer0(pool.at(0).context(), asio::steady_timer::time_point::max());
+  asio::steady_timer timer1(pool.at(1).context(), asio::steady_timer::time_point::max());
+  if (depth == 0) {
+    co_await wait_forever(pool.at(on).executor());
+    co_return;
+  }
+  co_await asio::co_spawn(pool.at(1 - on).executor(), chain(pool, depth - 1, 1 - on),
+                          asio::use_awaitable);
+}
+
+// Coroutines await each other across reactors. Shutting one reactor down destroys the frames
+// suspended there, and each destroyed frame posts the unwinding of the one awaiting it to that
+// one's reactor, perhaps already shut down. With one shutdown pass per reactor (and one more
+// from the pool's destructor), frames deeper in the chain were destroyed by a reactor's
+// destructor after the other reactor's services were freed, and their timers' destructors used
+// a freed timer service (ASan: heap-use-after-free), which is what cairnd did at SIGTERM with
+// a live iSCSI session.
+TEST(ReactorPool, ShutdownDestroysFramesThatCrossReactors) {
+  constexpr unsigned kDepth = 8;
+  ReactorPool pool(2, 8);
+  std::atomic<unsigned> spawned{0};
+  for (unsigned on = 0; on < 2; ++on) {
+    asio::co_spawn(
+        pool.at(on).executor(),
+        [&pool, &spawned, on]() -> Task<void> {
+          spawned++;
+          co_await chain(pool, kDepth, on);
+        },
+        asio::detached);
+  }
+  pool.start();
+  asio::steady_timer tick(pool.at(0).context());
+  asio::co_spawn(
+      pool.at(0).executor(),
+      [&]() -> Task<void> {
+        while (spawned < 2) {
+          tick.expires_after(std::chrono::milliseconds(1));
+          co_await tick.async_wait(use_tuple);
+        }
+        // Let the chains reach their ends.
+        tick.expires_after(std::chrono::milliseconds(50));
+        co_await tick.async_wait(use_tuple);
+        pool.stop();
+      },
+      asio::detached);
+  pool.run();
+  pool.stop();
+  pool.join();
+  pool.shutdown();
+}
+
 }  // namespace
 }  // namespace cairn::io
