@@ -21,7 +21,7 @@ readonly rounds=2
 
 # nbd_idle EXPORT: an NBD client (libnbd) that connects and then does nothing.
 nbd_idle() {
-  /usr/bin/python3 -c 'import nbd, sys, time
+  exec /usr/bin/python3 -c 'import nbd, sys, time
 h = nbd.NBD()
 h.connect_uri(sys.argv[1])
 time.sleep(120)' "nbd://127.0.0.1:$nbd_port/$1"
