@@ -38,10 +38,30 @@ ReactorPool::~ReactorPool() {
   shutdown();
 }
 
+// Shutting a context down destroys its suspended coroutines, and destroying a coroutine can
+// post work to another reactor: Asio unwinds a coroutine stack through that coroutine's own
+// executor, so a frame awaiting a co_spawn on another reactor is unwound there. Work posted to
+// a context after its shutdown would otherwise only be destroyed by its destructor, after
+// another context's services are gone (a Session's steady_timer then cancels itself on a
+// freed timer service). So the rounds repeat over every context until one posts nothing:
+// restart() and poll() run what a round left queued (such handlers only unwind and cancel),
+// and report whether there was any.
 void ReactorPool::shutdown() {
   CAIRN_ASSERT(threads_.empty());
-  for (auto& r : reactors_) {
-    r->context_.shutdown_services();
+  for (unsigned round = 0;; ++round) {
+    for (auto& r : reactors_) {
+      r->context_.shutdown_services();
+    }
+    std::size_t left = 0;
+    for (auto& r : reactors_) {
+      r->context_.restart();
+      left += r->context_.poll();
+    }
+    if (left == 0) {
+      break;
+    }
+    // Each round goes one await deeper into chains of cross-reactor co_spawns.
+    CAIRN_ASSERT(round < kMaxShutdownRounds);
   }
 }
 

@@ -71,10 +71,15 @@ class ReactorPool {
   // Joins the threads started by start().
   void join();
   // After join(): destroys every suspended coroutine and pending handler on every reactor,
-  // so that objects they refer to can then be destroyed safely. The pool cannot run again.
+  // including those that destroying others posts to any reactor, while every reactor's
+  // services still exist, so that objects they refer to can then be destroyed safely. The
+  // pool cannot run again.
   void shutdown();
 
  private:
+  // Bounds the shutdown rounds (a round per level of cross-reactor awaits still suspended).
+  static constexpr unsigned kMaxShutdownRounds = 64;
+
   std::vector<std::unique_ptr<Reactor>> reactors_;
   std::vector<std::thread> threads_;
 };

@@ -199,6 +199,29 @@ Task<bool> start_node(const Config& config, const NodeOptions& options,
   co_return true;
 }
 
+// How long a stopping node waits for its NBD connections and iSCSI sessions to end.
+constexpr auto kConnectionDrainTime = std::chrono::seconds(10);
+
+// After the servers' stop(): waits until every connection and session has ended on its own
+// reactor (they were told to end), so that the reactors stop with none of them suspended, as
+// nbdkit and tgt close their clients before they exit. Bounded: a connection that does not end
+// in time is destroyed with the reactors (ReactorPool::shutdown).
+Task<void> wait_for_connections(const NodeParts& parts) {
+  auto idle = [&] {
+    return (!parts.nbd || parts.nbd->idle()) && (!parts.iscsi || parts.iscsi->idle());
+  };
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + kConnectionDrainTime;
+  while (!idle() && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(5));
+    co_await tick.async_wait(use_tuple);
+  }
+  if (!idle()) {
+    CAIRN_LOG(warn, "node", "connections still open {} s after stopping; closing them anyway",
+              kConnectionDrainTime.count());
+  }
+}
+
 // Makes every volume's acknowledged writes durable before the process exits.
 Task<void> flush_all(blockmap::VolumeManager& volumes) {
   for (const blockmap::VolumeConfig& c : volumes.list()) {
@@ -251,7 +274,13 @@ int run_node(const Config& config, const NodeOptions& options) {
         reactors.stop();
         return;
       }
-      asio::co_spawn(main, flush_all(*parts.volumes), [&](std::exception_ptr) { reactors.stop(); });
+      asio::co_spawn(
+          main,
+          [&]() -> Task<void> {
+            co_await wait_for_connections(parts);
+            co_await flush_all(*parts.volumes);
+          },
+          [&](std::exception_ptr) { reactors.stop(); });
     };
 
     asio::signal_set signals(main, SIGINT, SIGTERM);

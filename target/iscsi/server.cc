@@ -36,6 +36,15 @@ std::string hex(uint64_t v, int digits) {
   return out;
 }
 
+// Ends a connection for stop() or a reinstatement: cancels what it waits for, and shuts the
+// socket down so that a read it starts afterwards ends too. The socket stays open and
+// registered with Asio; the connection closes it itself.
+void end_connection(SocketStream& stream) {
+  boost::system::error_code ignored;
+  stream.socket().cancel(ignored);
+  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
+}
+
 }  // namespace
 
 class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
@@ -50,8 +59,28 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
   void start();
   void stop();
+  [[nodiscard]] bool idle() const { return active_ == 0; }
 
  private:
+  // Counts one connection as active from its accept until the last coroutine serving it (the
+  // login, then the session it hands over to) ends or is destroyed.
+  class Active {
+   public:
+    explicit Active(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->active_++; }
+    Active(Active&& other) noexcept = default;
+    Active& operator=(Active&&) = delete;
+    Active(const Active&) = delete;
+    Active& operator=(const Active&) = delete;
+    ~Active() {
+      if (impl_) {
+        impl_->active_--;
+      }
+    }
+
+   private:
+    std::shared_ptr<Impl> impl_;
+  };
+
   struct Live {
     asio::any_io_executor executor;
     SocketStream* stream = nullptr;
@@ -65,9 +94,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   };
 
   Task<void> accept_loop();
-  Task<void> connection(GenericSocket socket, std::string peer);
+  Task<void> connection(GenericSocket socket, std::string peer, Active active);
   Task<void> serve(LoginResult login, blockmap::Volume* volume, int fd, std::string peer,
-                   std::string portal);
+                   std::string portal, Active active);
   Task<scsi::Device*> open_device(blockmap::Volume& volume, DeviceSlot*& slot);
   Task<void> close_device(blockmap::Volume& volume, DeviceSlot* slot);
   uint64_t add_live(asio::any_io_executor executor, SocketStream* stream, std::string key);
@@ -85,6 +114,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   std::map<uint64_t, Live> live_;
   std::map<blockmap::Volume*, std::unique_ptr<DeviceSlot>> devices_;
   std::atomic<uint64_t> next_nexus_{1};
+  std::atomic<unsigned> active_{0};
 };
 
 void Server::Impl::start() {
@@ -110,19 +140,19 @@ void Server::Impl::start() {
 }
 
 void Server::Impl::stop() {
-  stopping_ = true;
   boost::system::error_code ignored;
   if (!started_) {
     acceptor_->close(ignored);
   }
   acceptor_->cancel(ignored);
   std::lock_guard lock(mutex_);
+  // Under the mutex: a connection registered after this sees stopping_ (add_live()).
+  stopping_ = true;
   for (const auto& [id, entry] : live_) {
     asio::post(entry.executor, [self = shared_from_this(), id = id] {
       std::lock_guard inner(self->mutex_);
       if (auto it = self->live_.find(id); it != self->live_.end()) {
-        boost::system::error_code cancel_error;
-        it->second.stream->socket().cancel(cancel_error);
+        end_connection(*it->second.stream);
       }
     });
   }
@@ -139,8 +169,7 @@ uint64_t Server::Impl::add_live(asio::any_io_executor executor, SocketStream* st
         asio::post(entry.executor, [self = shared_from_this(), id = id] {
           std::lock_guard inner(self->mutex_);
           if (auto it = self->live_.find(id); it != self->live_.end()) {
-            boost::system::error_code cancel_error;
-            it->second.stream->socket().cancel(cancel_error);
+            end_connection(*it->second.stream);
           }
         });
       }
@@ -183,12 +212,12 @@ Task<void> Server::Impl::accept_loop() {
       remote.resize(ep.size());
       peer = endpoint_text(remote);
     }
-    asio::co_spawn(acceptor->get_executor(), connection(std::move(socket), std::move(peer)),
-                   asio::detached);
+    asio::co_spawn(acceptor->get_executor(),
+                   connection(std::move(socket), std::move(peer), Active(self)), asio::detached);
   }
 }
 
-Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
+Task<void> Server::Impl::connection(GenericSocket socket, std::string peer, Active active) {
   auto self = shared_from_this();
   boost::system::error_code ec;
   auto local = socket.local_endpoint(ec);
@@ -208,6 +237,11 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
   auto stream = std::make_unique<SocketStream>(std::move(socket), peer);
   auto executor = co_await asio::this_coro::executor;
   uint64_t id = add_live(executor, stream.get(), {});
+  if (stopping_) {
+    remove_live(id);  // registered after stop() ended the others
+    stream->close();
+    co_return;
+  }
   blockmap::Volume* volume = nullptr;
   std::function<bool(const LoginResult&)> admit = [&](const LoginResult& r) {
     if (r.discovery) {
@@ -245,9 +279,10 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
     co_return;
   }
   (void)family;
-  asio::co_spawn(volume->executor(),
-                 serve(std::move(*result), volume, fd, std::move(peer), std::move(portal)),
-                 asio::detached);
+  asio::co_spawn(
+      volume->executor(),
+      serve(std::move(*result), volume, fd, std::move(peer), std::move(portal), std::move(active)),
+      asio::detached);
 }
 
 Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSlot*& slot) {
@@ -311,7 +346,7 @@ Task<void> Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot
 }
 
 Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int fd,
-                               std::string peer, std::string portal) {
+                               std::string peer, std::string portal, Active active) {
   auto self = shared_from_this();
   auto executor = co_await asio::this_coro::executor;
   GenericSocket socket(executor);
@@ -364,6 +399,10 @@ void Server::start() {
 
 void Server::stop() {
   impl_->stop();
+}
+
+bool Server::idle() const {
+  return impl_->idle();
 }
 
 }  // namespace cairn::target::iscsi

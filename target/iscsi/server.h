@@ -45,7 +45,11 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   void start();
+  // Stops accepting and ends every connection and session.
   void stop();
+  // True when no connection is open or being served (any thread). After stop(), the node
+  // waits for this before it stops the reactors, so that no session is left suspended.
+  [[nodiscard]] bool idle() const;
 
  private:
   class Impl;

@@ -41,8 +41,9 @@ std::string describe(const asio::generic::stream_protocol::endpoint& ep) {
 
 }  // namespace
 
-// The live connections, so stop() can close them. Shared with every connection coroutine,
-// which may outlive the Server while the reactors wind down.
+// The live connections, so stop() can close them, and a count of the connection coroutines
+// not yet ended, so the node can wait for them (idle()). Shared with every connection
+// coroutine, which may outlive the Server while the reactors wind down.
 struct Registry {
   struct Entry {
     asio::any_io_executor executor;
@@ -51,9 +52,15 @@ struct Registry {
   std::mutex mutex;
   uint64_t next_id = 1;
   std::map<uint64_t, Entry> live;
+  bool stopping = false;  // under mutex: stop() ran, so a connection added now ends at once
+  std::atomic<unsigned> active{0};
 
+  // Registers a stream; 0 when the server is stopping (the caller ends the connection).
   uint64_t add(asio::any_io_executor executor, SocketStream* stream) {
     std::lock_guard lock(mutex);
+    if (stopping) {
+      return 0;
+    }
     live[next_id] = Entry{std::move(executor), stream};
     return next_id++;
   }
@@ -62,6 +69,35 @@ struct Registry {
     live.erase(id);
   }
 };
+
+// Counts one connection as active from its accept until the last coroutine serving it (the
+// negotiation, then the transmission it hands over to) ends or is destroyed.
+class ActiveConnection {
+ public:
+  explicit ActiveConnection(std::shared_ptr<Registry> registry) : registry_(std::move(registry)) {
+    registry_->active++;
+  }
+  ActiveConnection(ActiveConnection&& other) noexcept = default;
+  ActiveConnection& operator=(ActiveConnection&&) = delete;
+  ActiveConnection(const ActiveConnection&) = delete;
+  ActiveConnection& operator=(const ActiveConnection&) = delete;
+  ~ActiveConnection() {
+    if (registry_) {
+      registry_->active--;
+    }
+  }
+
+ private:
+  std::shared_ptr<Registry> registry_;
+};
+
+// Ends a connection for stop(): cancels what it waits for, and shuts the socket down so that a
+// read it starts afterwards ends too. The socket stays open and registered with Asio.
+void end_connection(SocketStream& stream) {
+  boost::system::error_code ignored;
+  stream.socket().cancel(ignored);
+  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
+}
 
 class Server::Impl {
  public:
@@ -75,16 +111,17 @@ class Server::Impl {
 
   void start();
   void stop();
+  [[nodiscard]] bool idle() const { return registry_->active == 0; }
 
  private:
   void listen_tcp();
   void listen_unix();
   template <class Acceptor>
   Task<void> accept_loop(std::shared_ptr<Acceptor> acceptor, bool tcp);
-  Task<void> connection(GenericSocket socket, std::string peer);
+  Task<void> connection(GenericSocket socket, std::string peer, ActiveConnection active);
   static Task<void> transmit(std::shared_ptr<Registry> registry, blockmap::VolumeManager& volumes,
                              Negotiated negotiated, int fd, int family, std::string peer,
-                             unsigned max_inflight);
+                             unsigned max_inflight, ActiveConnection active);
 
   io::ReactorPool& reactors_;
   blockmap::VolumeManager& volumes_;
@@ -162,16 +199,16 @@ void Server::Impl::stop() {
     ::unlink(options_.unix_path.c_str());
   }
   std::lock_guard lock(registry_->mutex);
+  registry_->stopping = true;
   for (const auto& [id, entry] : registry_->live) {
-    // Cancel on the connection's own thread (it may have finished by then); the connection
+    // End it on the connection's own thread (it may have finished by then); the connection
     // then ends and closes its socket itself. Cancelling rather than closing keeps the socket
     // registered with Asio, so a read still pending if the reactors stop first is abandoned
     // cleanly when the io_context is destroyed.
     asio::post(entry.executor, [registry = registry_, id = id] {
       std::lock_guard inner(registry->mutex);
       if (auto it = registry->live.find(id); it != registry->live.end()) {
-        boost::system::error_code cancel_error;
-        it->second.stream->socket().cancel(cancel_error);
+        end_connection(*it->second.stream);
       }
     });
   }
@@ -202,12 +239,14 @@ Task<void> Server::Impl::accept_loop(std::shared_ptr<Acceptor> owned, bool tcp) 
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     }
     std::string peer = describe(socket.remote_endpoint(ignored));
-    asio::co_spawn(acceptor.get_executor(), connection(std::move(socket), std::move(peer)),
+    asio::co_spawn(acceptor.get_executor(),
+                   connection(std::move(socket), std::move(peer), ActiveConnection(registry_)),
                    asio::detached);
   }
 }
 
-Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
+Task<void> Server::Impl::connection(GenericSocket socket, std::string peer,
+                                    ActiveConnection active) {
   boost::system::error_code ec;
   const int family = socket.local_endpoint(ec).protocol().family();
   if (ec) {
@@ -216,6 +255,10 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
   auto stream = std::make_unique<SocketStream>(std::move(socket), peer);
   auto executor = co_await asio::this_coro::executor;
   uint64_t id = registry_->add(executor, stream.get());
+  if (id == 0) {
+    stream->close();  // the server is stopping
+    co_return;
+  }
   auto negotiated = co_await negotiate(*stream, volumes_);
   registry_->remove(id);
   if (!negotiated) {
@@ -233,13 +276,14 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer) {
   auto owner = negotiated->volume->executor();
   asio::co_spawn(owner,
                  transmit(registry_, volumes_, *negotiated, fd, family, std::move(peer),
-                          options_.max_inflight),
+                          options_.max_inflight, std::move(active)),
                  asio::detached);
 }
 
 Task<void> Server::Impl::transmit(std::shared_ptr<Registry> registry,
                                   blockmap::VolumeManager& volumes, Negotiated negotiated, int fd,
-                                  int family, std::string peer, unsigned max_inflight) {
+                                  int family, std::string peer, unsigned max_inflight,
+                                  ActiveConnection active) {
   blockmap::Volume& volume = *negotiated.volume;
   auto executor = co_await asio::this_coro::executor;
   GenericSocket socket(executor);
@@ -252,6 +296,11 @@ Task<void> Server::Impl::transmit(std::shared_ptr<Registry> registry,
   }
   SocketStream stream(std::move(socket), std::move(peer), kReadAheadBytes);
   uint64_t id = registry->add(executor, &stream);
+  if (id == 0) {
+    stream.close();  // the server is stopping
+    volumes.release(&volume);
+    co_return;
+  }
   // The size may have changed since the handshake read it; this thread owns the volume.
   negotiated.session.size_bytes = volume.size_bytes();
   {
@@ -273,6 +322,10 @@ void Server::start() {
 
 void Server::stop() {
   impl_->stop();
+}
+
+bool Server::idle() const {
+  return impl_->idle();
 }
 
 }  // namespace cairn::target::nbd

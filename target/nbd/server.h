@@ -43,6 +43,9 @@ class Server {
   void start();
   // Stops accepting and closes every connection.
   void stop();
+  // True when no connection is open or being served (any thread). After stop(), the node
+  // waits for this before it stops the reactors, so that no connection is left suspended.
+  [[nodiscard]] bool idle() const;
 
  private:
   class Impl;
