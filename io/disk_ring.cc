@@ -9,7 +9,7 @@
 namespace cairn::io {
 
 DiskRing::DiskRing(asio::io_context& context, unsigned depth)
-    : context_(context), event_stream_(context), depth_(depth) {
+    : context_(context), event_stream_(context), watchdog_(context), depth_(depth) {
   CAIRN_ASSERT(depth > 0);
   int rc = io_uring_queue_init(depth, &ring_, 0);
   if (rc < 0) {
@@ -41,6 +41,8 @@ DiskRing::~DiskRing() {
   // Operations still in the kernel would complete into freed memory; the owner must drain
   // (stop issuing I/O and run the context) before destroying the ring.
   CAIRN_ASSERT(in_flight_ == 0 || context_.stopped());
+  *closed_ = true;  // the handlers may still run, after this object is gone
+  watchdog_.cancel();
   boost::system::error_code ignored;
   event_stream_.close(ignored);
   io_uring_queue_exit(&ring_);
@@ -106,6 +108,7 @@ int DiskRing::fixed_slot(const void* p, std::size_t n) const noexcept {
 }
 
 void DiskRing::enqueue(Op* op) noexcept {
+  arm_watchdog();
   if (pending_head_ == nullptr && in_flight_ < depth_) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe != nullptr) {
@@ -171,15 +174,67 @@ void DiskRing::submit_pending() noexcept {
   }
 }
 
+// The read ends with operation_aborted when the destructor closes the stream, and also when
+// an IORING_OP_ASYNC_CANCEL that Boost 1.81 submits for another descriptor's operation lands
+// on it: Asio names the operation to cancel by its address, and the memory of a finished
+// operation is reused for the next, so a cancel for a socket that is being closed can hit
+// this read (seen at shutdown, when the NBD server closes its connections). Every ending but
+// the destructor's re-arms and reaps; a read that stayed unarmed would leave this reactor's
+// disk completions unseen and every disk operation on it waiting forever.
 void DiskRing::arm_eventfd() noexcept {
-  event_stream_.async_read_some(asio::buffer(&event_value_, sizeof event_value_),
-                                [this](const boost::system::error_code& ec, std::size_t) {
-                                  if (ec == asio::error::operation_aborted) {
-                                    return;
-                                  }
-                                  reap();
-                                  arm_eventfd();
-                                });
+  event_stream_.async_read_some(
+      asio::buffer(&event_value_, sizeof event_value_),
+      [this, closed = closed_](const boost::system::error_code& ec, std::size_t) {
+        if (*closed) {
+          return;
+        }
+        if (ec && eventfd_errors_++ < kLoggedEventfdErrors) {
+          CAIRN_LOG(warn, "disk", "completion eventfd read ended early ({}); re-arming it",
+                    ec.message());
+        }
+        reap();
+        arm_eventfd();
+      });
+}
+
+void DiskRing::arm_watchdog() noexcept {
+  if (watchdog_armed_) {
+    return;
+  }
+  watchdog_armed_ = true;
+  watchdog_.expires_after(kWatchdogPeriod);
+  watchdog_.async_wait([this, closed = closed_](const boost::system::error_code&) {
+    if (*closed) {
+      return;
+    }
+    watchdog_armed_ = false;
+    // The eventfd's handler empties the ring whenever it runs: completions that sat here,
+    // with the head unmoved, for a whole period were never announced.
+    const unsigned ready = io_uring_cq_ready(&ring_);
+    const unsigned head = *ring_.cq.khead;
+    if (ready > 0 && stalled_ && head == stalled_head_) {
+      unannounced_ += ready;
+      CAIRN_LOG(warn, "disk", "{} disk completion(s) arrived without a wake-up; reaping them",
+                ready);
+      reap();
+      stalled_ = false;
+    } else {
+      stalled_ = ready > 0;
+      stalled_head_ = head;
+    }
+    if (in_flight_ > 0 || pending_head_ != nullptr) {
+      arm_watchdog();
+    }
+  });
+}
+
+void DiskRing::cancel_eventfd_read_for_test() noexcept {
+  boost::system::error_code ignored;
+  event_stream_.cancel(ignored);
+}
+
+void DiskRing::unregister_eventfd_for_test() noexcept {
+  (void)io_uring_unregister_eventfd(&ring_);
 }
 
 void DiskRing::reap() noexcept {

@@ -16,8 +16,10 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <system_error>
 
@@ -95,6 +97,22 @@ class DiskRing {
 
   [[nodiscard]] unsigned in_flight() const noexcept { return in_flight_; }
 
+  // Completions the watchdog found that no eventfd wake-up announced (see kWatchdogPeriod).
+  [[nodiscard]] uint64_t unannounced_completions() const noexcept { return unannounced_; }
+
+  // For tests, the two ways a wake-up has been lost: Asio's stray cancel ending the eventfd
+  // read, and completions that arrive with no eventfd signal at all.
+  void cancel_eventfd_read_for_test() noexcept;
+  void unregister_eventfd_for_test() noexcept;
+
+  // While operations are in the kernel, the ring is also checked this often; completions
+  // left unreaped for a whole period are reaped then, so that a lost
+  // eventfd wake-up delays their completion instead of leaving them unseen for good. A
+  // shutdown once hung so: one fsync's completion sat in the ring, the eventfd read, and
+  // nothing ran again (cause not proven: a stray cancel, which the read now survives, or a
+  // signal the kernel skipped).
+  static constexpr auto kWatchdogPeriod = std::chrono::milliseconds(100);
+
  private:
   // An operation waiting for or in the kernel. Intrusive so the queue allocates nothing.
   struct Op {
@@ -141,12 +159,21 @@ class DiskRing {
   void schedule_submit() noexcept;
   void arm_eventfd() noexcept;
   void reap() noexcept;
+  void arm_watchdog() noexcept;
 
   asio::io_context& context_;
   io_uring ring_{};
   int event_fd_ = -1;
   asio::posix::stream_descriptor event_stream_;
   uint64_t event_value_ = 0;
+  std::shared_ptr<bool> closed_ = std::make_shared<bool>(false);  // set by the destructor
+  static constexpr uint64_t kLoggedEventfdErrors = 10;
+  uint64_t eventfd_errors_ = 0;
+  asio::steady_timer watchdog_;
+  bool watchdog_armed_ = false;
+  bool stalled_ = false;  // completions were waiting at the last check, with this head
+  unsigned stalled_head_ = 0;
+  uint64_t unannounced_ = 0;
   unsigned depth_;
   unsigned in_flight_ = 0;
   unsigned prepared_ = 0;  // SQEs prepared but not yet submitted

@@ -181,6 +181,46 @@ TEST(UringBlockFile, WritesAndReadsThroughRegisteredBuffers) {
   EXPECT_EQ(ring.fixed_slot(staging.data(), 4096), -1);
 }
 
+// Disk completions are announced through an eventfd that Asio reads. Two ways that wake-up
+// has gone missing (DiskRing::kWatchdogPeriod); in both the I/O must still complete. Without
+// the watchdog and the re-armed read, test::run() would wait here forever.
+TEST(DiskRing, SurvivesACancelledEventfdRead) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 8);
+  TempPath tmp;
+  UringBlockFile::Options options;
+  options.initial_size_bytes = 64 * 1024;
+  auto file = UringBlockFile::open(tmp.path(), options, &ring);
+  ASSERT_TRUE(file);
+  auto a = filled(8192, 31);
+  ring.cancel_eventfd_read_for_test();  // as Asio's stray ASYNC_CANCEL does
+  ASSERT_TRUE(test::run(ctx, (*file)->write(0, a.span())));
+  ASSERT_TRUE(test::run(ctx, (*file)->sync()));
+  AlignedBuffer out(8192);
+  ASSERT_TRUE(test::run(ctx, (*file)->read(0, out.span())));
+  EXPECT_TRUE(same(out, a, 0, out.size()));
+  EXPECT_EQ(ring.unannounced_completions(), 0u);  // the re-armed read announced them
+}
+
+TEST(DiskRing, ReapsCompletionsThatNoWakeUpAnnounced) {
+  asio::io_context ctx;
+  DiskRing ring(ctx, 8);
+  TempPath tmp;
+  UringBlockFile::Options options;
+  options.initial_size_bytes = 64 * 1024;
+  auto file = UringBlockFile::open(tmp.path(), options, &ring);
+  ASSERT_TRUE(file);
+  ring.unregister_eventfd_for_test();  // completions now arrive silently
+  auto a = filled(8192, 32);
+  ASSERT_TRUE(test::run(ctx, (*file)->write(0, a.span())));
+  ASSERT_TRUE(test::run(ctx, (*file)->sync()));
+  AlignedBuffer out(8192);
+  ASSERT_TRUE(test::run(ctx, (*file)->read(0, out.span())));
+  EXPECT_TRUE(same(out, a, 0, out.size()));
+  EXPECT_EQ(ring.unannounced_completions(), 3u);
+  EXPECT_EQ(ring.in_flight(), 0u);
+}
+
 TEST(UringBlockFile, RejectsBadRequests) {
   asio::io_context ctx;
   DiskRing ring(ctx, 8);
