@@ -69,6 +69,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
                    std::string portal, ConnectionRegistry::Active active);
   Task<scsi::Device*> open_device(blockmap::Volume& volume, DeviceSlot*& slot);
   Task<void> close_device(blockmap::Volume& volume, DeviceSlot* slot);
+  void cancel_closing(blockmap::Volume& volume);
 
   blockmap::VolumeManager& volumes_;
   io::MetaStore& meta_;
@@ -112,6 +113,29 @@ void Server::Impl::stop() {
     acceptor_->close(ignored);
   }
   acceptor_->cancel(ignored);
+  // A device whose last session ended waits for its background work (close_device()): stop
+  // that work, on the device's thread.
+  std::lock_guard lock(mutex_);
+  for (const auto& [volume, slot] : devices_) {
+    asio::post(volume->executor(),
+               [self = shared_from_this(), volume = volume] { self->cancel_closing(*volume); });
+  }
+}
+
+void Server::Impl::cancel_closing(blockmap::Volume& volume) {
+  DeviceSlot* slot = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = devices_.find(&volume);
+    if (it == devices_.end()) {
+      return;
+    }
+    slot = it->second.get();
+  }
+  // Only this reactor changes or erases the slot (close_device()).
+  if (slot->closing && slot->device) {
+    slot->device->cancel_background();
+  }
 }
 
 Task<void> Server::Impl::accept_loop() {
@@ -251,20 +275,19 @@ Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSl
 
 // The last session's end closes the device, but a SANITIZE it started runs on (SBC-4 4.32:
 // it survives resets and I_T nexus loss), so the device and the volume (the caller releases
-// it after this) stay until it ends, or until the server stops, which interrupts it.
+// it after this) stay until it ends, or until the server stops, which interrupts it: here if
+// it already had, or else through cancel_closing().
 Task<void> Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot) {
   if (--slot->users > 0 || slot->closing) {
     co_return;
   }
   if (slot->device && slot->device->busy()) {
     slot->closing = true;
-    asio::steady_timer tick(volume.executor());
     while (slot->device->busy()) {
       if (registry_->stopping()) {
         slot->device->cancel_background();
       }
-      tick.expires_after(std::chrono::milliseconds(50));
-      co_await tick.async_wait(use_tuple);
+      co_await slot->device->background_ended();
     }
     slot->closing = false;
     if (slot->users > 0) {

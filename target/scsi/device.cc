@@ -162,6 +162,14 @@ void Device::cancel_background() {
     impl_->sanitize_->cancel = true;
   }
 }
+Task<void> Device::background_ended() {
+  if (!impl_->sanitize_) {
+    co_return;
+  }
+  asio::steady_timer wake(impl_->volume_.executor(), asio::steady_timer::time_point::max());
+  impl_->sanitize_->on_end.push_back(&wake);
+  co_await wake.async_wait(use_tuple);  // run_sanitize() cancels it
+}
 
 // ---- Impl: state ----
 
@@ -945,7 +953,11 @@ Task<void> Device::Impl::run_sanitize() {
       w->wake->cancel();
     }
   }
+  std::vector<asio::steady_timer*> on_end = std::move(job.on_end);
   sanitize_.reset();
+  for (asio::steady_timer* wake : on_end) {
+    wake->cancel();  // the waiter resumes later, when busy() is false
+  }
 }
 
 Response Device::Impl::sanitize_in_progress() const {

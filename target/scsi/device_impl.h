@@ -145,6 +145,7 @@ class Device::Impl final : public UnitAttentionSink {
     uint64_t total = 0;
     bool cancel = false;
     std::vector<SanitizeWaiter*> waiters;
+    std::vector<asio::steady_timer*> on_end;  // background_ended() waits, woken once it ends
   };
   std::unique_ptr<Sanitize> sanitize_;
 };
