@@ -1,6 +1,5 @@
 #include "io/dir_index_table_files.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +7,7 @@
 
 #include "base/log.h"
 #include "io/paged_index.h"
+#include "io/sync_directory.h"
 #include "io/uring_block_file.h"
 
 namespace cairn::io {
@@ -20,20 +20,6 @@ std::string DirIndexTableFiles::path_of(uint64_t generation) const {
     return dir_ + "/chunks-index.tbl";
   }
   return dir_ + "/chunks-index." + std::to_string(generation) + ".tbl";
-}
-
-Result<void> DirIndexTableFiles::sync_dir() const {
-  int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return std::error_code(errno, std::system_category());
-  }
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return std::error_code(e, std::system_category());
-  }
-  return {};
 }
 
 Result<BlockFile*> DirIndexTableFiles::open(uint64_t generation) {
@@ -51,7 +37,7 @@ Result<BlockFile*> DirIndexTableFiles::open(uint64_t generation) {
   }
   // The switch record that will name this file must never outlive its directory entry.
   if (!existed) {
-    if (auto r = sync_dir(); !r) {
+    if (auto r = sync_directory(dir_); !r) {
       return r.error();
     }
   }
@@ -72,7 +58,7 @@ Result<void> DirIndexTableFiles::remove(uint64_t generation) {
     return ec;
   }
   CAIRN_LOG(info, "io", "deleted index table {}", path);
-  return sync_dir();
+  return sync_directory(dir_);
 }
 
 }  // namespace cairn::io

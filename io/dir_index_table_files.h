@@ -28,8 +28,6 @@ class DirIndexTableFiles final : public IndexTableFiles {
   [[nodiscard]] std::string path_of(uint64_t generation) const;
 
  private:
-  [[nodiscard]] Result<void> sync_dir() const;
-
   std::string dir_;
   bool allow_buffered_;
   DiskRing* ring_;

@@ -1,6 +1,5 @@
 #include "io/dir_log_factory.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +7,7 @@
 
 #include "io/errors.h"
 #include "io/file_record_log.h"
+#include "io/sync_directory.h"
 #include "io/uring_block_file.h"
 
 namespace cairn::io {
@@ -33,20 +33,6 @@ std::string DirLogFactory::path_of(std::string_view name) const {
   return dir_ + "/" + std::string(name) + ".log";
 }
 
-Result<void> DirLogFactory::sync_dir() const {
-  int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return std::error_code(errno, std::system_category());
-  }
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return std::error_code(e, std::system_category());
-  }
-  return {};
-}
-
 Task<Result<std::unique_ptr<RecordLog>>> DirLogFactory::open(std::string_view name) {
   if (!valid_name(name)) {
     co_return make_error(errc::invalid_argument);
@@ -65,7 +51,7 @@ Task<Result<std::unique_ptr<RecordLog>>> DirLogFactory::open(std::string_view na
     co_return file.error();
   }
   if (!existed) {
-    if (auto r = sync_dir(); !r) {
+    if (auto r = sync_directory(dir_); !r) {
       co_return r.error();
     }
   }
@@ -87,7 +73,7 @@ Task<Result<void>> DirLogFactory::remove(std::string_view name) {
     }
     co_return std::error_code(errno, std::system_category());
   }
-  co_return sync_dir();
+  co_return sync_directory(dir_);
 }
 
 }  // namespace cairn::io

@@ -35,8 +35,6 @@ class DirLogFactory final : public LogFactory {
   [[nodiscard]] std::string path_of(std::string_view name) const;
 
  private:
-  [[nodiscard]] Result<void> sync_dir() const;
-
   std::string dir_;
   Options options_;
   DiskRing* ring_;

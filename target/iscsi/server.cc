@@ -11,11 +11,13 @@
 #include <mutex>
 
 #include "base/log.h"
+#include "target/nbd/connection_registry.h"
 #include "target/nbd/socket_stream.h"
 
 namespace cairn::target::iscsi {
 namespace {
 
+using nbd::ConnectionRegistry;
 using nbd::GenericSocket;
 using nbd::SocketStream;
 
@@ -36,15 +38,6 @@ std::string hex(uint64_t v, int digits) {
   return out;
 }
 
-// Ends a connection for stop() or a reinstatement: cancels what it waits for, and shuts the
-// socket down so that a read it starts afterwards ends too. The socket stays open and
-// registered with Asio; the connection closes it itself.
-void end_connection(SocketStream& stream) {
-  boost::system::error_code ignored;
-  stream.socket().cancel(ignored);
-  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
-}
-
 }  // namespace
 
 class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
@@ -55,37 +48,14 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         meta_(meta),
         options_(std::move(options)),
         directory_(volumes),
+        registry_(std::make_shared<ConnectionRegistry>("iscsi")),
         acceptor_(std::make_shared<asio::ip::tcp::acceptor>(reactors.at(0).context())) {}
 
   void start();
   void stop();
-  [[nodiscard]] bool idle() const { return active_ == 0; }
+  [[nodiscard]] bool idle() const { return registry_->idle(); }
 
  private:
-  // Counts one connection as active from its accept until the last coroutine serving it (the
-  // login, then the session it hands over to) ends or is destroyed.
-  class Active {
-   public:
-    explicit Active(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->active_++; }
-    Active(Active&& other) noexcept = default;
-    Active& operator=(Active&&) = delete;
-    Active(const Active&) = delete;
-    Active& operator=(const Active&) = delete;
-    ~Active() {
-      if (impl_) {
-        impl_->active_--;
-      }
-    }
-
-   private:
-    std::shared_ptr<Impl> impl_;
-  };
-
-  struct Live {
-    asio::any_io_executor executor;
-    SocketStream* stream = nullptr;
-    std::string key;  // initiator, ISID and target, for reinstatement
-  };
   struct DeviceSlot {
     std::unique_ptr<scsi::Device> device;
     unsigned users = 0;
@@ -94,27 +64,23 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
   };
 
   Task<void> accept_loop();
-  Task<void> connection(GenericSocket socket, std::string peer, Active active);
+  Task<void> connection(GenericSocket socket, std::string peer, ConnectionRegistry::Active active);
   Task<void> serve(LoginResult login, blockmap::Volume* volume, int fd, std::string peer,
-                   std::string portal, Active active);
+                   std::string portal, ConnectionRegistry::Active active);
   Task<scsi::Device*> open_device(blockmap::Volume& volume, DeviceSlot*& slot);
   Task<void> close_device(blockmap::Volume& volume, DeviceSlot* slot);
-  uint64_t add_live(asio::any_io_executor executor, SocketStream* stream, std::string key);
-  void remove_live(uint64_t id);
+  void cancel_closing(blockmap::Volume& volume);
 
   blockmap::VolumeManager& volumes_;
   io::MetaStore& meta_;
   ServerOptions options_;
   VolumeDirectory directory_;
+  std::shared_ptr<ConnectionRegistry> registry_;
   std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
-  std::atomic<bool> stopping_{false};
   bool started_ = false;
-  std::mutex mutex_;  // guards live_, next_id_ and devices_
-  uint64_t next_id_ = 1;
-  std::map<uint64_t, Live> live_;
+  std::mutex mutex_;  // guards devices_
   std::map<blockmap::Volume*, std::unique_ptr<DeviceSlot>> devices_;
   std::atomic<uint64_t> next_nexus_{1};
-  std::atomic<unsigned> active_{0};
 };
 
 void Server::Impl::start() {
@@ -140,48 +106,36 @@ void Server::Impl::start() {
 }
 
 void Server::Impl::stop() {
+  // First, so that the accept loop and the connections registering from now on see it.
+  registry_->stop();
   boost::system::error_code ignored;
   if (!started_) {
     acceptor_->close(ignored);
   }
   acceptor_->cancel(ignored);
+  // A device whose last session ended waits for its background work (close_device()): stop
+  // that work, on the device's thread.
   std::lock_guard lock(mutex_);
-  // Under the mutex: a connection registered after this sees stopping_ (add_live()).
-  stopping_ = true;
-  for (const auto& [id, entry] : live_) {
-    asio::post(entry.executor, [self = shared_from_this(), id = id] {
-      std::lock_guard inner(self->mutex_);
-      if (auto it = self->live_.find(id); it != self->live_.end()) {
-        end_connection(*it->second.stream);
-      }
-    });
+  for (const auto& [volume, slot] : devices_) {
+    asio::post(volume->executor(),
+               [self = shared_from_this(), volume = volume] { self->cancel_closing(*volume); });
   }
 }
 
-uint64_t Server::Impl::add_live(asio::any_io_executor executor, SocketStream* stream,
-                                std::string key) {
-  std::lock_guard lock(mutex_);
-  if (!key.empty()) {
-    // Session reinstatement: the initiator lost the old session; end it.
-    for (const auto& [id, entry] : live_) {
-      if (entry.key == key) {
-        CAIRN_LOG(info, "iscsi", "{}: reinstating session {}", stream->peer(), key);
-        asio::post(entry.executor, [self = shared_from_this(), id = id] {
-          std::lock_guard inner(self->mutex_);
-          if (auto it = self->live_.find(id); it != self->live_.end()) {
-            end_connection(*it->second.stream);
-          }
-        });
-      }
+void Server::Impl::cancel_closing(blockmap::Volume& volume) {
+  DeviceSlot* slot = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = devices_.find(&volume);
+    if (it == devices_.end()) {
+      return;
     }
+    slot = it->second.get();
   }
-  live_[next_id_] = Live{std::move(executor), stream, std::move(key)};
-  return next_id_++;
-}
-
-void Server::Impl::remove_live(uint64_t id) {
-  std::lock_guard lock(mutex_);
-  live_.erase(id);
+  // Only this reactor changes or erases the slot (close_device()).
+  if (slot->closing && slot->device) {
+    slot->device->cancel_background();
+  }
 }
 
 Task<void> Server::Impl::accept_loop() {
@@ -191,7 +145,7 @@ Task<void> Server::Impl::accept_loop() {
   for (;;) {
     GenericSocket socket(acceptor->get_executor());
     auto [ec] = co_await acceptor->async_accept(socket, use_tuple);
-    if (stopping_ || ec == asio::error::operation_aborted) {
+    if (registry_->stopping() || ec == asio::error::operation_aborted) {
       boost::system::error_code ignored;
       acceptor->close(ignored);
       co_return;
@@ -213,11 +167,13 @@ Task<void> Server::Impl::accept_loop() {
       peer = endpoint_text(remote);
     }
     asio::co_spawn(acceptor->get_executor(),
-                   connection(std::move(socket), std::move(peer), Active(self)), asio::detached);
+                   connection(std::move(socket), std::move(peer), registry_->active()),
+                   asio::detached);
   }
 }
 
-Task<void> Server::Impl::connection(GenericSocket socket, std::string peer, Active active) {
+Task<void> Server::Impl::connection(GenericSocket socket, std::string peer,
+                                    ConnectionRegistry::Active active) {
   auto self = shared_from_this();
   boost::system::error_code ec;
   auto local = socket.local_endpoint(ec);
@@ -236,10 +192,9 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer, Acti
   }
   auto stream = std::make_unique<SocketStream>(std::move(socket), peer);
   auto executor = co_await asio::this_coro::executor;
-  uint64_t id = add_live(executor, stream.get(), {});
-  if (stopping_) {
-    remove_live(id);  // registered after stop() ended the others
-    stream->close();
+  uint64_t id = registry_->add(executor, stream.get());
+  if (id == 0) {
+    stream->close();  // the server is stopping
     co_return;
   }
   blockmap::Volume* volume = nullptr;
@@ -251,8 +206,8 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer, Acti
     return volume != nullptr;
   };
   auto result = co_await login(*stream, options_.target, directory_, portal, admit);
-  if (!result || stopping_) {
-    remove_live(id);
+  if (!result || registry_->stopping()) {
+    registry_->remove(id);
     if (volume != nullptr) {
       volumes_.release(volume);
     }
@@ -266,10 +221,10 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer, Acti
                       options_.session);
       co_await session.run();
     }
-    remove_live(id);
+    registry_->remove(id);
     co_return;
   }
-  remove_live(id);
+  registry_->remove(id);
   CAIRN_LOG(info, "iscsi", "{}: '{}' logged in to '{}'", peer, result->initiator_name,
             result->target_name);
   int fd = stream->socket().release(ec);
@@ -320,20 +275,19 @@ Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSl
 
 // The last session's end closes the device, but a SANITIZE it started runs on (SBC-4 4.32:
 // it survives resets and I_T nexus loss), so the device and the volume (the caller releases
-// it after this) stay until it ends, or until the server stops, which interrupts it.
+// it after this) stay until it ends, or until the server stops, which interrupts it: here if
+// it already had, or else through cancel_closing().
 Task<void> Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot) {
   if (--slot->users > 0 || slot->closing) {
     co_return;
   }
   if (slot->device && slot->device->busy()) {
     slot->closing = true;
-    asio::steady_timer tick(volume.executor());
     while (slot->device->busy()) {
-      if (stopping_) {
+      if (registry_->stopping()) {
         slot->device->cancel_background();
       }
-      tick.expires_after(std::chrono::milliseconds(50));
-      co_await tick.async_wait(use_tuple);
+      co_await slot->device->background_ended();
     }
     slot->closing = false;
     if (slot->users > 0) {
@@ -346,7 +300,8 @@ Task<void> Server::Impl::close_device(blockmap::Volume& volume, DeviceSlot* slot
 }
 
 Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int fd,
-                               std::string peer, std::string portal, Active active) {
+                               std::string peer, std::string portal,
+                               ConnectionRegistry::Active active) {
   auto self = shared_from_this();
   auto executor = co_await asio::this_coro::executor;
   GenericSocket socket(executor);
@@ -360,10 +315,10 @@ Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int 
   }
   SocketStream stream(std::move(socket), peer);
   std::string key = login.initiator_name + "|" + hex(login.isid, 12) + "|" + login.target_name;
-  uint64_t id = add_live(executor, &stream, key);
+  uint64_t id = registry_->add(executor, &stream, key);
   DeviceSlot* slot = nullptr;
   scsi::Device* device = co_await open_device(*volume, slot);
-  if (device != nullptr && !stopping_) {
+  if (device != nullptr && !registry_->stopping()) {
     scsi::Nexus nexus;
     nexus.id = next_nexus_++;
     nexus.initiator_name = login.initiator_name;
@@ -383,7 +338,7 @@ Task<void> Server::Impl::serve(LoginResult login, blockmap::Volume* volume, int 
     stream.close();
   }
   co_await close_device(*volume, slot);
-  remove_live(id);
+  registry_->remove(id);
   volumes_.release(volume);
 }
 

@@ -7,13 +7,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
-#include <map>
-#include <mutex>
 
 #include "base/assert.h"
 #include "base/log.h"
+#include "target/nbd/connection_registry.h"
 #include "target/nbd/handshake.h"
 #include "target/nbd/socket_stream.h"
 #include "target/nbd/transmission.h"
@@ -41,93 +39,35 @@ std::string describe(const asio::generic::stream_protocol::endpoint& ep) {
 
 }  // namespace
 
-// The live connections, so stop() can close them, and a count of the connection coroutines
-// not yet ended, so the node can wait for them (idle()). Shared with every connection
-// coroutine, which may outlive the Server while the reactors wind down.
-struct Registry {
-  struct Entry {
-    asio::any_io_executor executor;
-    SocketStream* stream = nullptr;
-  };
-  std::mutex mutex;
-  uint64_t next_id = 1;
-  std::map<uint64_t, Entry> live;
-  bool stopping = false;  // under mutex: stop() ran, so a connection added now ends at once
-  std::atomic<unsigned> active{0};
-
-  // Registers a stream; 0 when the server is stopping (the caller ends the connection).
-  uint64_t add(asio::any_io_executor executor, SocketStream* stream) {
-    std::lock_guard lock(mutex);
-    if (stopping) {
-      return 0;
-    }
-    live[next_id] = Entry{std::move(executor), stream};
-    return next_id++;
-  }
-  void remove(uint64_t id) {
-    std::lock_guard lock(mutex);
-    live.erase(id);
-  }
-};
-
-// Counts one connection as active from its accept until the last coroutine serving it (the
-// negotiation, then the transmission it hands over to) ends or is destroyed.
-class ActiveConnection {
- public:
-  explicit ActiveConnection(std::shared_ptr<Registry> registry) : registry_(std::move(registry)) {
-    registry_->active++;
-  }
-  ActiveConnection(ActiveConnection&& other) noexcept = default;
-  ActiveConnection& operator=(ActiveConnection&&) = delete;
-  ActiveConnection(const ActiveConnection&) = delete;
-  ActiveConnection& operator=(const ActiveConnection&) = delete;
-  ~ActiveConnection() {
-    if (registry_) {
-      registry_->active--;
-    }
-  }
-
- private:
-  std::shared_ptr<Registry> registry_;
-};
-
-// Ends a connection for stop(): cancels what it waits for, and shuts the socket down so that a
-// read it starts afterwards ends too. The socket stays open and registered with Asio.
-void end_connection(SocketStream& stream) {
-  boost::system::error_code ignored;
-  stream.socket().cancel(ignored);
-  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
-}
-
 class Server::Impl {
  public:
   Impl(io::ReactorPool& reactors, blockmap::VolumeManager& volumes, ServerOptions options)
       : reactors_(reactors),
         volumes_(volumes),
         options_(std::move(options)),
-        registry_(std::make_shared<Registry>()),
+        registry_(std::make_shared<ConnectionRegistry>("nbd")),
         tcp_(std::make_shared<asio::ip::tcp::acceptor>(reactors.at(0).context())),
         unix_(std::make_shared<asio::local::stream_protocol::acceptor>(reactors.at(0).context())) {}
 
   void start();
   void stop();
-  [[nodiscard]] bool idle() const { return registry_->active == 0; }
+  [[nodiscard]] bool idle() const { return registry_->idle(); }
 
  private:
   void listen_tcp();
   void listen_unix();
   template <class Acceptor>
   Task<void> accept_loop(std::shared_ptr<Acceptor> acceptor, bool tcp);
-  Task<void> connection(GenericSocket socket, std::string peer, ActiveConnection active);
-  static Task<void> transmit(std::shared_ptr<Registry> registry, blockmap::VolumeManager& volumes,
-                             Negotiated negotiated, int fd, int family, std::string peer,
-                             unsigned max_inflight, ActiveConnection active);
+  Task<void> connection(GenericSocket socket, std::string peer, ConnectionRegistry::Active active);
+  static Task<void> transmit(std::shared_ptr<ConnectionRegistry> registry,
+                             blockmap::VolumeManager& volumes, Negotiated negotiated, int fd,
+                             int family, std::string peer, unsigned max_inflight,
+                             ConnectionRegistry::Active active);
 
   io::ReactorPool& reactors_;
   blockmap::VolumeManager& volumes_;
   ServerOptions options_;
-  std::shared_ptr<Registry> registry_;
-  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<ConnectionRegistry> registry_;
   bool started_ = false;
   // Shared with the accept loops, which close them when they end. Asio cannot destroy an
   // acceptor whose cancelled accept never completed (the reactors may already be stopped), so
@@ -188,8 +128,9 @@ void Server::Impl::start() {
 }
 
 void Server::Impl::stop() {
+  // First, so that the accept loops and the connections registering from now on see it.
+  registry_->stop();
   boost::system::error_code ignored;
-  stopping_->store(true);
   if (!started_) {
     tcp_->close(ignored);  // nothing is pending on it
   }
@@ -198,31 +139,17 @@ void Server::Impl::stop() {
     unix_->cancel(ignored);
     ::unlink(options_.unix_path.c_str());
   }
-  std::lock_guard lock(registry_->mutex);
-  registry_->stopping = true;
-  for (const auto& [id, entry] : registry_->live) {
-    // End it on the connection's own thread (it may have finished by then); the connection
-    // then ends and closes its socket itself. Cancelling rather than closing keeps the socket
-    // registered with Asio, so a read still pending if the reactors stop first is abandoned
-    // cleanly when the io_context is destroyed.
-    asio::post(entry.executor, [registry = registry_, id = id] {
-      std::lock_guard inner(registry->mutex);
-      if (auto it = registry->live.find(id); it != registry->live.end()) {
-        end_connection(*it->second.stream);
-      }
-    });
-  }
 }
 
 template <class Acceptor>
 Task<void> Server::Impl::accept_loop(std::shared_ptr<Acceptor> owned, bool tcp) {
   Acceptor& acceptor = *owned;
-  std::shared_ptr<std::atomic<bool>> stopping = stopping_;
+  std::shared_ptr<ConnectionRegistry> registry = registry_;
   asio::steady_timer backoff(acceptor.get_executor());
   for (;;) {
     GenericSocket socket(acceptor.get_executor());
     auto [ec] = co_await acceptor.async_accept(socket, use_tuple);
-    if (stopping->load() || ec == asio::error::operation_aborted) {
+    if (registry->stopping() || ec == asio::error::operation_aborted) {
       boost::system::error_code ignored;
       acceptor.close(ignored);
       co_return;
@@ -240,13 +167,13 @@ Task<void> Server::Impl::accept_loop(std::shared_ptr<Acceptor> owned, bool tcp) 
     }
     std::string peer = describe(socket.remote_endpoint(ignored));
     asio::co_spawn(acceptor.get_executor(),
-                   connection(std::move(socket), std::move(peer), ActiveConnection(registry_)),
+                   connection(std::move(socket), std::move(peer), registry->active()),
                    asio::detached);
   }
 }
 
 Task<void> Server::Impl::connection(GenericSocket socket, std::string peer,
-                                    ActiveConnection active) {
+                                    ConnectionRegistry::Active active) {
   boost::system::error_code ec;
   const int family = socket.local_endpoint(ec).protocol().family();
   if (ec) {
@@ -280,10 +207,10 @@ Task<void> Server::Impl::connection(GenericSocket socket, std::string peer,
                  asio::detached);
 }
 
-Task<void> Server::Impl::transmit(std::shared_ptr<Registry> registry,
+Task<void> Server::Impl::transmit(std::shared_ptr<ConnectionRegistry> registry,
                                   blockmap::VolumeManager& volumes, Negotiated negotiated, int fd,
                                   int family, std::string peer, unsigned max_inflight,
-                                  ActiveConnection active) {
+                                  ConnectionRegistry::Active active) {
   blockmap::Volume& volume = *negotiated.volume;
   auto executor = co_await asio::this_coro::executor;
   GenericSocket socket(executor);

@@ -14,6 +14,9 @@ namespace cairn::target::scsi {
 [[nodiscard]] inline uint16_t get16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] << 8 | p[1]);
 }
+[[nodiscard]] inline uint32_t get24(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 16 | static_cast<uint32_t>(p[1]) << 8 | p[2];
+}
 [[nodiscard]] inline uint32_t get32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
          static_cast<uint32_t>(p[2]) << 8 | p[3];
@@ -27,6 +30,11 @@ template <class Byte>
 void put16(std::vector<Byte>& out, size_t at, uint16_t v) {
   out[at] = Byte(v >> 8);
   out[at + 1] = Byte(v & 0xFF);
+}
+template <class Byte>
+void put24(std::vector<Byte>& out, size_t at, uint32_t v) {
+  out[at] = Byte((v >> 16) & 0xFF);
+  put16(out, at + 1, static_cast<uint16_t>(v & 0xFFFF));
 }
 template <class Byte>
 void put32(std::vector<Byte>& out, size_t at, uint32_t v) {

@@ -58,15 +58,15 @@ struct Extent {
 Extent rw_extent(std::span<const uint8_t> cdb) noexcept {
   switch (cdb_length(cdb[0])) {
     case 6: {
-      uint64_t count = get_be(cdb, 4, 1);
-      return {get_be(cdb, 1, 3) & 0x1FFFFF, count == 0 ? 256 : count};
+      uint64_t count = cdb[4];
+      return {get24(&cdb[1]) & 0x1FFFFF, count == 0 ? 256 : count};
     }
     case 10:
-      return {get_be(cdb, 2, 4), get_be(cdb, 7, 2)};
+      return {get32(&cdb[2]), get16(&cdb[7])};
     case 12:
-      return {get_be(cdb, 2, 4), get_be(cdb, 6, 4)};
+      return {get32(&cdb[2]), get32(&cdb[6])};
     default:
-      return {get_be(cdb, 2, 8), get_be(cdb, 10, 4)};
+      return {get64(&cdb[2]), get32(&cdb[10])};
   }
 }
 
@@ -161,6 +161,14 @@ void Device::cancel_background() {
   if (impl_->sanitize_) {
     impl_->sanitize_->cancel = true;
   }
+}
+Task<void> Device::background_ended() {
+  if (!impl_->sanitize_) {
+    co_return;
+  }
+  asio::steady_timer wake(impl_->volume_.executor(), asio::steady_timer::time_point::max());
+  impl_->sanitize_->on_end.push_back(&wake);
+  co_await wake.async_wait(use_tuple);  // run_sanitize() cancels it
 }
 
 // ---- Impl: state ----
@@ -282,6 +290,8 @@ Task<Response> Device::Impl::execute(const Nexus& nexus, const Request& request,
   if (sanitize_ && !reports_no_attention(opcode)) {
     co_return sanitize_in_progress();
   }
+  // Handlers read their CDB's fields without bounds checks (big_endian.h): this check covers
+  // every field of the opcode's CDB.
   size_t length = cdb_length(opcode);
   if (length == 0 || request.cdb.size() < length) {
     co_return invalid_opcode();
@@ -473,7 +483,7 @@ Task<Response> Device::Impl::write(const Request& r) {
   } else if (opcode == op::kWrite12 || opcode == op::kWriteAndVerify12) {
     count_byte = 6;
   } else if (opcode == op::kWriteAtomic16) {
-    e.count = get_be(cdb, 12, 2);
+    e.count = get16(&cdb[12]);
     count_byte = 12;
     // Whole chunks only (Block Limits VPD ATOMIC ALIGNMENT and GRANULARITY: SBC-4 5.48).
     const uint64_t per = uint64_t{1} << lbppb_exponent();
@@ -583,8 +593,8 @@ Task<Response> Device::Impl::write_same(const Request& r) {
   }
   const bool unmap = (cdb[1] & 0x08) != 0;
   const bool ndob = ws16 && (cdb[1] & 0x01) != 0;
-  Extent e = ws16 ? Extent{get_be(cdb, 2, 8), get_be(cdb, 10, 4)}
-                  : Extent{get_be(cdb, 2, 4), get_be(cdb, 7, 2)};
+  Extent e =
+      ws16 ? Extent{get64(&cdb[2]), get32(&cdb[10])} : Extent{get32(&cdb[2]), get16(&cdb[7])};
   if (e.lba > blocks()) {
     co_return check_condition(SenseKey::illegal_request, Asc::lba_out_of_range);
   }
@@ -630,7 +640,7 @@ Task<Response> Device::Impl::unmap(const Request& r) {
   if ((cdb[1] & 0x01) != 0) {
     co_return invalid_field(1, 0);  // ANCHOR: ANC_SUP is 0
   }
-  const uint32_t param_len = static_cast<uint32_t>(get_be(cdb, 7, 2));
+  const uint32_t param_len = get16(&cdb[7]);
   Response resp;
   resp.transfer_bytes = param_len;
   if (param_len == 0) {
@@ -644,13 +654,13 @@ Task<Response> Device::Impl::unmap(const Request& r) {
   }
   auto p = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.data_out.data()),
                                     std::min<size_t>(r.data_out.size(), param_len));
-  const size_t desc_bytes = std::min<size_t>(get_be(p, 2, 2), p.size() - 8);
+  const size_t desc_bytes = std::min<size_t>(get16(&p[2]), p.size() - 8);
   const size_t n = desc_bytes / 16;
   if (n > kMaxUnmapDescriptors) {
     co_return invalid_field(2, {}, false);
   }
   for (size_t i = 0; i < n; ++i) {
-    Extent e{get_be(p, 8 + 16 * i, 8), get_be(p, 16 + 16 * i, 4)};
+    Extent e{get64(&p[8 + 16 * i]), get32(&p[16 + 16 * i])};
     if (e.lba > blocks() || e.count > blocks() - e.lba) {
       co_return check_condition(SenseKey::illegal_request, Asc::lba_out_of_range);
     }
@@ -659,7 +669,7 @@ Task<Response> Device::Impl::unmap(const Request& r) {
     }
   }
   for (size_t i = 0; i < n; ++i) {
-    Extent e{get_be(p, 8 + 16 * i, 8), get_be(p, 16 + 16 * i, 4)};
+    Extent e{get64(&p[8 + 16 * i]), get32(&p[16 + 16 * i])};
     if (e.count == 0) {
       continue;
     }
@@ -675,7 +685,7 @@ Task<Response> Device::Impl::compare_and_write(const Request& r) {
   if ((cdb[1] & 0xE0) != 0) {
     co_return invalid_field(1, 7);  // WRPROTECT
   }
-  Extent e{get_be(cdb, 2, 8), cdb[13]};
+  Extent e{get64(&cdb[2]), cdb[13]};
   if (auto bad = check_range(e.lba, e.count, kMaxCompareAndWriteBlocks, 13)) {
     co_return *bad;
   }
@@ -715,7 +725,7 @@ Task<Response> Device::Impl::orwrite(const Request& r) {
   if ((cdb[1] & 0xE0) != 0) {
     co_return invalid_field(1, 7);  // ORPROTECT
   }
-  Extent e{get_be(cdb, 2, 8), get_be(cdb, 10, 4)};
+  Extent e{get64(&cdb[2]), get32(&cdb[10])};
   if (auto bad = check_range(e.lba, e.count, max_transfer_blocks(), 10)) {
     co_return *bad;
   }
@@ -752,8 +762,8 @@ Task<Response> Device::Impl::orwrite(const Request& r) {
 
 Task<Response> Device::Impl::synchronize_cache(const Request& r) {
   std::span<const uint8_t> cdb = r.cdb;
-  Extent e = cdb[0] == op::kSynchronizeCache16 ? Extent{get_be(cdb, 2, 8), get_be(cdb, 10, 4)}
-                                               : Extent{get_be(cdb, 2, 4), get_be(cdb, 7, 2)};
+  Extent e = cdb[0] == op::kSynchronizeCache16 ? Extent{get64(&cdb[2]), get32(&cdb[10])}
+                                               : Extent{get32(&cdb[2]), get16(&cdb[7])};
   if (auto bad = check_range(e.lba, e.count, 0, 7)) {
     co_return *bad;
   }
@@ -766,8 +776,8 @@ Task<Response> Device::Impl::synchronize_cache(const Request& r) {
 
 Task<Response> Device::Impl::prefetch(const Request& r) {
   std::span<const uint8_t> cdb = r.cdb;
-  Extent e = cdb[0] == op::kPrefetch16 ? Extent{get_be(cdb, 2, 8), get_be(cdb, 10, 4)}
-                                       : Extent{get_be(cdb, 2, 4), get_be(cdb, 7, 2)};
+  Extent e = cdb[0] == op::kPrefetch16 ? Extent{get64(&cdb[2]), get32(&cdb[10])}
+                                       : Extent{get32(&cdb[2]), get16(&cdb[7])};
   if (auto bad = check_range(e.lba, e.count, 0, 7)) {
     co_return *bad;
   }
@@ -785,8 +795,8 @@ Task<Response> Device::Impl::prefetch(const Request& r) {
 
 Task<Response> Device::Impl::get_lba_status(const Request& r, std::vector<std::byte>& data_in) {
   std::span<const uint8_t> cdb = r.cdb;
-  const uint64_t lba = get_be(cdb, 2, 8);
-  const uint32_t alloc = static_cast<uint32_t>(get_be(cdb, 10, 4));
+  const uint64_t lba = get64(&cdb[2]);
+  const uint32_t alloc = get32(&cdb[10]);
   if (lba >= blocks()) {
     co_return check_condition(SenseKey::illegal_request, Asc::lba_out_of_range);
   }
@@ -813,11 +823,11 @@ Task<Response> Device::Impl::get_lba_status(const Request& r, std::vector<std::b
     out.resize(at + 16);
     uint64_t first = runs[i].offset_bytes / bs;
     uint64_t last = (runs[i].offset_bytes + runs[i].length_bytes + bs - 1) / bs;
-    put_be(out, at, 8, first);
-    put_be(out, at + 8, 4, std::min<uint64_t>(last - first, 0xFFFFFFFF));
+    put64(out, at, first);
+    put32(out, at + 8, static_cast<uint32_t>(std::min<uint64_t>(last - first, 0xFFFFFFFF)));
     out[at + 12] = runs[i].allocated ? 0 : 1;  // mapped, or deallocated
   }
-  put_be(out, 0, 4, out.size() - 4);
+  put32(out, 0, static_cast<uint32_t>(out.size() - 4));
   co_return send_data(out, alloc, r, data_in);
 }
 
@@ -825,7 +835,7 @@ Task<Response> Device::Impl::sanitize(const Nexus& nexus, const Request& r) {
   std::span<const uint8_t> cdb = r.cdb;
   const uint8_t sa = cdb[1] & 0x1F;
   const bool immediate = (cdb[1] & 0x80) != 0;
-  const uint32_t param_len = static_cast<uint32_t>(get_be(cdb, 7, 2));
+  const uint32_t param_len = get16(&cdb[7]);
   if (sa != op::kSaOverwrite && sa != op::kSaBlockErase && sa != op::kSaCryptoErase &&
       sa != op::kSaExitFailureMode) {
     co_return invalid_field(1, 4);
@@ -862,7 +872,7 @@ Task<Response> Device::Impl::sanitize(const Nexus& nexus, const Request& r) {
     }
     auto p =
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.data_out.data()), param_len);
-    const uint32_t pattern_len = static_cast<uint32_t>(get_be(p, 2, 2));
+    const uint32_t pattern_len = get16(&p[2]);
     if ((p[0] & 0x1F) == 0) {
       co_return invalid_field(0, 4, false);  // OVERWRITE COUNT 0
     }
@@ -943,7 +953,11 @@ Task<void> Device::Impl::run_sanitize() {
       w->wake->cancel();
     }
   }
+  std::vector<asio::steady_timer*> on_end = std::move(job.on_end);
   sanitize_.reset();
+  for (asio::steady_timer* wake : on_end) {
+    wake->cancel();  // the waiter resumes later, when busy() is false
+  }
 }
 
 Response Device::Impl::sanitize_in_progress() const {
@@ -994,7 +1008,7 @@ Response Device::Impl::read_defect_data(const Request& r, std::vector<std::byte>
   // An empty list of the requested kind: header only, list length 0 (SBC-4 5.18, 5.19).
   std::vector<uint8_t> out(ten ? 4 : 8, 0);
   out[1] = request_bits;
-  const uint32_t alloc = static_cast<uint32_t>(ten ? get_be(cdb, 7, 2) : get_be(cdb, 6, 4));
+  const uint32_t alloc = static_cast<uint32_t>(ten ? get16(&cdb[7]) : get32(&cdb[6]));
   return send_data(out, alloc, r, data_in);
 }
 

@@ -129,6 +129,9 @@ class Device {
   // cancels it with cancel_background() and then waits for !busy().
   [[nodiscard]] bool busy() const noexcept;
   void cancel_background();
+  // Completes when the background operation running now ends (at once if none runs); another
+  // may have started by then. On the volume's thread; the Device must outlive the wait.
+  Task<void> background_ended();
 
  private:
   class Impl;

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "target/scsi/big_endian.h"
 #include "target/scsi/device.h"
 #include "target/scsi/identity.h"
 #include "target/scsi/reservations.h"
@@ -21,28 +22,6 @@
 #include "target/scsi/xcopy.h"
 
 namespace cairn::target::scsi {
-
-// Big-endian field access for CDBs and parameter data.
-[[nodiscard]] inline uint64_t get_be(std::span<const uint8_t> b, size_t at, size_t n) noexcept {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; ++i) {
-    v = v << 8 | (at + i < b.size() ? b[at + i] : 0);
-  }
-  return v;
-}
-inline void put_be(std::span<std::byte> b, size_t at, size_t n, uint64_t v) noexcept {
-  for (size_t i = 0; i < n; ++i) {
-    b[at + i] = static_cast<std::byte>(v >> (8 * (n - 1 - i)));
-  }
-}
-inline void put_be(std::vector<uint8_t>& b, size_t at, size_t n, uint64_t v) {
-  if (b.size() < at + n) {
-    b.resize(at + n);
-  }
-  for (size_t i = 0; i < n; ++i) {
-    b[at + i] = static_cast<uint8_t>(v >> (8 * (n - 1 - i)));
-  }
-}
 
 [[nodiscard]] Response check_condition(SenseKey key, Asc asc);
 // ILLEGAL REQUEST with a field pointer into the CDB (or the parameter list).
@@ -166,6 +145,7 @@ class Device::Impl final : public UnitAttentionSink {
     uint64_t total = 0;
     bool cancel = false;
     std::vector<SanitizeWaiter*> waiters;
+    std::vector<asio::steady_timer*> on_end;  // background_ended() waits, woken once it ends
   };
   std::unique_ptr<Sanitize> sanitize_;
 };

@@ -125,10 +125,11 @@ constexpr Command kCommands[] = {
 // Appends a command timeouts descriptor (SPC-5 6.35.4): nominal and recommended, seconds.
 void add_timeouts(std::vector<uint8_t>& out) {
   size_t at = out.size();
-  put_be(out, at, 2, 0x0A);
-  put_be(out, at + 2, 2, 0);
-  put_be(out, at + 4, 4, 1);
-  put_be(out, at + 8, 4, 30);
+  out.resize(at + 12, 0);
+  put16(out, at, 0x0A);
+  put16(out, at + 2, 0);
+  put32(out, at + 4, 1);
+  put32(out, at + 8, 30);
 }
 
 }  // namespace
@@ -136,7 +137,7 @@ void add_timeouts(std::vector<uint8_t>& out) {
 Response Device::Impl::inquiry(const Nexus& nexus, const Request& r,
                                std::vector<std::byte>& data_in) {
   std::span<const uint8_t> cdb = r.cdb;
-  const uint32_t alloc = static_cast<uint32_t>(get_be(cdb, 3, 2));
+  const uint32_t alloc = get16(&cdb[3]);
   if ((cdb[1] & 0x02) != 0) {
     return invalid_field(1, 1);  // CMDDT (obsolete)
   }
@@ -154,10 +155,10 @@ Response Device::Impl::inquiry(const Nexus& nexus, const Request& r,
     put_ascii(out, 16, 16, options_.product);
     put_ascii(out, 32, 4, options_.revision);
     // Version descriptors: SAM-5, iSCSI, SPC-4, SBC-3.
-    put_be(out, 58, 2, 0x00A0);
-    put_be(out, 60, 2, 0x0960);
-    put_be(out, 62, 2, 0x0460);
-    put_be(out, 64, 2, 0x04C0);
+    put16(out, 58, 0x00A0);
+    put16(out, 60, 0x0960);
+    put16(out, 62, 0x0460);
+    put16(out, 64, 0x04C0);
     out[4] = static_cast<uint8_t>(out.size() - 5);
     return send_data(out, alloc, r, data_in);
   }
@@ -165,7 +166,7 @@ Response Device::Impl::inquiry(const Nexus& nexus, const Request& r,
   if (page.empty()) {
     return invalid_field(2);
   }
-  put_be(page, 2, 2, page.size() - 4);
+  put16(page, 2, static_cast<uint16_t>(page.size() - 4));
   return send_data(page, alloc, r, data_in);
 }
 
@@ -191,7 +192,7 @@ std::vector<uint8_t> Device::Impl::vpd_page(const Nexus& nexus, uint8_t page) co
         // iSCSI, PIV: the target port's SCSI name string and its relative port.
         add_designator(out, 0x53, 0x98, name_string(nexus.target_port));
         std::vector<uint8_t> rel(4, 0);
-        put_be(rel, 2, 2, nexus.relative_target_port);
+        put16(rel, 2, nexus.relative_target_port);
         add_designator(out, 0x51, 0x94, rel);
         std::string_view target = nexus.target_port;
         target = target.substr(0, target.find(",t,0x"));
@@ -204,26 +205,26 @@ std::vector<uint8_t> Device::Impl::vpd_page(const Nexus& nexus, uint8_t page) co
     case 0xB0: {  // block limits (SBC-4 6.6.4)
       out.resize(64, 0);
       out[5] = static_cast<uint8_t>(kMaxCompareAndWriteBlocks);
-      put_be(out, 6, 2, lbppb);                   // OPTIMAL TRANSFER LENGTH GRANULARITY
-      put_be(out, 8, 4, max_transfer_blocks());   // MAXIMUM TRANSFER LENGTH
-      put_be(out, 12, 4, max_transfer_blocks());  // OPTIMAL TRANSFER LENGTH
-      put_be(out, 16, 4, max_transfer_blocks());  // MAXIMUM PREFETCH LENGTH
-      put_be(out, 20, 4, kMaxUnmapBlocks);        // MAXIMUM UNMAP LBA COUNT
-      put_be(out, 24, 4, kMaxUnmapDescriptors);   // ... BLOCK DESCRIPTOR COUNT
-      put_be(out, 28, 4, lbppb);                  // OPTIMAL UNMAP GRANULARITY: a chunk
-      put_be(out, 32, 4, 0x80000000);             // UGAVALID, alignment 0
-      put_be(out, 36, 8, 0);                      // MAXIMUM WRITE SAME LENGTH: no limit
-      put_be(out, 44, 4, max_transfer_blocks());  // MAXIMUM ATOMIC TRANSFER LENGTH
+      put16(out, 6, static_cast<uint16_t>(lbppb));  // OPTIMAL TRANSFER LENGTH GRANULARITY
+      put32(out, 8, max_transfer_blocks());         // MAXIMUM TRANSFER LENGTH
+      put32(out, 12, max_transfer_blocks());        // OPTIMAL TRANSFER LENGTH
+      put32(out, 16, max_transfer_blocks());        // MAXIMUM PREFETCH LENGTH
+      put32(out, 20, kMaxUnmapBlocks);              // MAXIMUM UNMAP LBA COUNT
+      put32(out, 24, kMaxUnmapDescriptors);         // ... BLOCK DESCRIPTOR COUNT
+      put32(out, 28, lbppb);                        // OPTIMAL UNMAP GRANULARITY: a chunk
+      put32(out, 32, 0x80000000);                   // UGAVALID, alignment 0
+      put64(out, 36, 0);                            // MAXIMUM WRITE SAME LENGTH: no limit
+      put32(out, 44, max_transfer_blocks());        // MAXIMUM ATOMIC TRANSFER LENGTH
       // An atomic write covers whole chunks (physical blocks), so that no chunk is half old,
       // half new: write() refuses others.
-      put_be(out, 48, 4, lbppb);  // ATOMIC ALIGNMENT
-      put_be(out, 52, 4, lbppb);  // ATOMIC TRANSFER LENGTH GRANULARITY
+      put32(out, 48, lbppb);  // ATOMIC ALIGNMENT
+      put32(out, 52, lbppb);  // ATOMIC TRANSFER LENGTH GRANULARITY
       return out;
     }
     case 0xB1:  // block device characteristics (SBC-4 6.6.2)
       out.resize(64, 0);
-      put_be(out, 4, 2, 1);  // non-rotating medium
-      out[7] = 0x50;         // WABEREQ 01b, WACEREQ 01b: reads after a sanitize succeed
+      put16(out, 4, 1);  // non-rotating medium
+      out[7] = 0x50;     // WABEREQ 01b, WACEREQ 01b: reads after a sanitize succeed
       return out;
     case 0xB2:  // logical block provisioning (SBC-4 6.6.5)
       out.resize(8, 0);
@@ -237,18 +238,18 @@ std::vector<uint8_t> Device::Impl::vpd_page(const Nexus& nexus, uint8_t page) co
 
 Response Device::Impl::read_capacity10(const Request& r, std::vector<std::byte>& data_in) {
   std::vector<uint8_t> out(8);
-  put_be(out, 0, 4, std::min<uint64_t>(blocks() - 1, 0xFFFFFFFF));
-  put_be(out, 4, 4, block_bytes());
+  put32(out, 0, static_cast<uint32_t>(std::min<uint64_t>(blocks() - 1, 0xFFFFFFFF)));
+  put32(out, 4, block_bytes());
   return send_data(out, 8, r, data_in);
 }
 
 Response Device::Impl::read_capacity16(const Request& r, std::vector<std::byte>& data_in) {
   std::vector<uint8_t> out(32, 0);
-  put_be(out, 0, 8, blocks() - 1);
-  put_be(out, 8, 4, block_bytes());
+  put64(out, 0, blocks() - 1);
+  put32(out, 8, block_bytes());
   out[13] = lbppb_exponent();
   out[14] = 0xC0;  // LBPME, LBPRZ; the lowest aligned LBA is 0
-  return send_data(out, static_cast<uint32_t>(get_be(r.cdb, 10, 4)), r, data_in);
+  return send_data(out, get32(&r.cdb[10]), r, data_in);
 }
 
 bool Device::Impl::mode_pages(uint8_t page, uint8_t pc, std::vector<uint8_t>& out) const {
@@ -292,7 +293,7 @@ Response Device::Impl::mode_sense(const Request& r, std::vector<std::byte>& data
   const uint8_t pc = cdb[2] >> 6;
   const uint8_t page = cdb[2] & 0x3F;
   const uint8_t subpage = cdb[3];
-  const uint32_t alloc = static_cast<uint32_t>(six ? cdb[4] : get_be(cdb, 7, 2));
+  const uint32_t alloc = static_cast<uint32_t>(six ? cdb[4] : get16(&cdb[7]));
   if (subpage != 0 && subpage != 0xFF) {
     return invalid_field(3);
   }
@@ -307,14 +308,19 @@ Response Device::Impl::mode_sense(const Request& r, std::vector<std::byte>& data
     if (llbaa) {
       out[4] = 0x01;  // LONGLBA
       out.resize(at + 16, 0);
-      put_be(out, at, 8, blocks());
-      put_be(out, at + 12, 4, block_bytes());
+      put64(out, at, blocks());
+      put32(out, at + 12, block_bytes());
     } else {
       out.resize(at + 8, 0);
-      put_be(out, at, 4, std::min<uint64_t>(blocks(), 0xFFFFFFFF));
-      put_be(out, at + 5, 3, block_bytes());
+      put32(out, at, static_cast<uint32_t>(std::min<uint64_t>(blocks(), 0xFFFFFFFF)));
+      put24(out, at + 5, block_bytes());
     }
-    put_be(out, six ? 3 : 6, six ? 1 : 2, out.size() - at);
+    const size_t descriptor_bytes = out.size() - at;
+    if (six) {
+      out[3] = static_cast<uint8_t>(descriptor_bytes);
+    } else {
+      put16(out, 6, static_cast<uint16_t>(descriptor_bytes));
+    }
   }
   if (!mode_pages(page, pc, out)) {
     return invalid_field(2, 5);
@@ -322,7 +328,7 @@ Response Device::Impl::mode_sense(const Request& r, std::vector<std::byte>& data
   if (six) {
     out[0] = static_cast<uint8_t>(std::min<size_t>(out.size() - 1, 0xFF));
   } else {
-    put_be(out, 0, 2, out.size() - 2);
+    put16(out, 0, static_cast<uint16_t>(out.size() - 2));
   }
   return send_data(out, alloc, r, data_in);
 }
@@ -330,7 +336,7 @@ Response Device::Impl::mode_sense(const Request& r, std::vector<std::byte>& data
 Response Device::Impl::mode_select(const Nexus& nexus, const Request& r) {
   std::span<const uint8_t> cdb = r.cdb;
   const bool six = cdb[0] == op::kModeSelect6;
-  const uint32_t len = static_cast<uint32_t>(six ? cdb[4] : get_be(cdb, 7, 2));
+  const uint32_t len = static_cast<uint32_t>(six ? cdb[4] : get16(&cdb[7]));
   Response ok;
   ok.transfer_bytes = len;
   if ((cdb[1] & 0x01) != 0) {
@@ -344,13 +350,16 @@ Response Device::Impl::mode_select(const Nexus& nexus, const Request& r) {
     return check_condition(SenseKey::illegal_request, Asc::parameter_list_length_error);
   }
   auto p = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.data_out.data()), len);
-  const size_t bdl = six ? p[3] : get_be(p, 6, 2);
+  const size_t bdl = six ? p[3] : get16(&p[6]);
   if (header + bdl > len) {
     return check_condition(SenseKey::illegal_request, Asc::parameter_list_length_error);
   }
   if (bdl >= 8) {  // the block length may not change
-    uint64_t bl =
-        (!six && (p[4] & 0x01) != 0) ? get_be(p, header + 12, 4) : get_be(p, header + 5, 3);
+    // A long LBA descriptor is 16 bytes but bdl may be 8: bytes past the list read as 0.
+    std::array<uint8_t, 16> descriptor{};
+    auto given = p.subspan(header, std::min<size_t>(len - header, descriptor.size()));
+    std::copy(given.begin(), given.end(), descriptor.begin());
+    uint64_t bl = (!six && (p[4] & 0x01) != 0) ? get32(&descriptor[12]) : get24(&descriptor[5]);
     if (bl != block_bytes()) {
       return invalid_field(static_cast<uint16_t>(header + bdl - 3), {}, false);
     }
@@ -391,7 +400,7 @@ Response Device::Impl::mode_select(const Nexus& nexus, const Request& r) {
 Response Device::Impl::report_luns(const Request& r, std::vector<std::byte>& data_in) {
   std::span<const uint8_t> cdb = r.cdb;
   const uint8_t select = cdb[2];
-  const uint32_t alloc = static_cast<uint32_t>(get_be(cdb, 6, 4));
+  const uint32_t alloc = get32(&cdb[6]);
   if (select > 0x02 && select != 0x10 && select != 0x11 && select != 0x12) {
     return invalid_field(2);
   }
@@ -400,7 +409,7 @@ Response Device::Impl::report_luns(const Request& r, std::vector<std::byte>& dat
   }
   // One logical unit, LUN 0; no administrative logical units (SELECT REPORT 10h).
   std::vector<uint8_t> out(select == 0x10 ? 8 : 16, 0);
-  put_be(out, 0, 4, out.size() - 8);
+  put32(out, 0, static_cast<uint32_t>(out.size() - 8));
   return send_data(out, alloc, r, data_in);
 }
 
@@ -409,8 +418,8 @@ Response Device::Impl::report_supported_opcodes(const Request& r, std::vector<st
   const bool rctd = (cdb[2] & 0x80) != 0;
   const uint8_t options = cdb[2] & 0x07;
   const uint8_t opcode = cdb[3];
-  const uint16_t sa = static_cast<uint16_t>(get_be(cdb, 4, 2));
-  const uint32_t alloc = static_cast<uint32_t>(get_be(cdb, 6, 4));
+  const uint16_t sa = get16(&cdb[4]);
+  const uint32_t alloc = get32(&cdb[6]);
   std::vector<uint8_t> out;
   if (options == 0) {
     out.resize(4, 0);
@@ -418,14 +427,14 @@ Response Device::Impl::report_supported_opcodes(const Request& r, std::vector<st
       size_t at = out.size();
       out.resize(at + 8, 0);
       out[at] = c.opcode;
-      put_be(out, at + 2, 2, c.service_action < 0 ? 0 : c.service_action);
+      put16(out, at + 2, static_cast<uint16_t>(c.service_action < 0 ? 0 : c.service_action));
       out[at + 5] = static_cast<uint8_t>((rctd ? 0x02 : 0) | (c.service_action >= 0 ? 0x01 : 0));
-      put_be(out, at + 6, 2, c.length);
+      put16(out, at + 6, c.length);
       if (rctd) {
         add_timeouts(out);
       }
     }
-    put_be(out, 0, 4, out.size() - 4);
+    put32(out, 0, static_cast<uint32_t>(out.size() - 4));
     return send_data(out, alloc, r, data_in);
   }
   if (options > 3) {
@@ -449,10 +458,10 @@ Response Device::Impl::report_supported_opcodes(const Request& r, std::vector<st
     out[1] = 0x01;  // not supported
   } else {
     out[1] = static_cast<uint8_t>((rctd ? 0x80 : 0) | 0x03);
-    put_be(out, 2, 2, found->length);
+    put16(out, 2, found->length);
     out.insert(out.end(), found->usage.begin(), found->usage.begin() + found->length);
     if (found->service_action >= 0) {
-      put_be(out, 4 + 1, 1, (found->usage[1] & 0xE0) | found->service_action);
+      out[4 + 1] = static_cast<uint8_t>((found->usage[1] & 0xE0) | found->service_action);
     }
     if (rctd) {
       add_timeouts(out);

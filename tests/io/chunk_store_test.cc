@@ -322,6 +322,22 @@ std::vector<Bytes> patterns(std::size_t n, uint64_t seed) {
   return out;
 }
 
+// Puts patterns(count, 0) in batches of `batch` chunks, flushing after each; the ids in order.
+Result<std::vector<ChunkId>> put_flushing(SimStore& s, uint64_t count, uint64_t batch) {
+  std::vector<ChunkId> ids;
+  for (uint64_t first = 0; first < count; first += batch) {
+    auto got = s.put(patterns(batch, first));
+    if (!got) {
+      return got.error();
+    }
+    ids.insert(ids.end(), got->begin(), got->end());
+    if (auto r = s.flush(); !r) {
+      return r.error();
+    }
+  }
+  return ids;
+}
+
 // Free space in 4 KiB holes, 20% of the file: a 128 KiB put grows the file and is one run of
 // the new space; a 4 KiB put afterwards fills a hole, not the new space.
 TEST(LocalChunkStore, LargePutIntoFragmentedSpaceGrowsForOneRun) {
@@ -540,6 +556,30 @@ std::vector<ChunkId> ids_for(const std::vector<ChunkId>& ids,
   return out;
 }
 
+// Each of `outs` holds the chunk `order` picked for it.
+void expect_picked(const std::vector<Bytes>& outs, const std::vector<Bytes>& chunks,
+                   const std::vector<std::size_t>& order) {
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    EXPECT_EQ(outs[k], chunks[order[k]]) << k;
+  }
+}
+
+// Puts `chunks` into the open store, flushes and reopens it, so reads start from an empty
+// cache; the chunks' ids.
+Result<std::vector<ChunkId>> put_and_reopen(SimStore& s, const std::vector<Bytes>& chunks) {
+  auto ids = s.put(chunks);
+  if (!ids) {
+    return ids;
+  }
+  if (auto r = s.flush(); !r) {
+    return r.error();
+  }
+  if (auto r = s.open(); !r) {
+    return r.error();
+  }
+  return ids;
+}
+
 // Chunks of one put lie side by side on disk, so get_many() reads them with one request
 // whatever order they are asked in; a gap in what is asked for splits the read.
 TEST(LocalChunkStore, GetManyReadsAdjacentChunksWithOneDiskRead) {
@@ -549,18 +589,14 @@ TEST(LocalChunkStore, GetManyReadsAdjacentChunksWithOneDiskRead) {
   for (uint64_t i = 0; i < 12; ++i) {
     chunks.push_back(test::pattern(i % 3 == 0 ? 8192 : (i % 3 == 1 ? 5000 : 4096), i));
   }
-  auto ids = s.put(chunks);
+  auto ids = put_and_reopen(s, chunks);  // an empty cache: the reads go to the disk
   ASSERT_TRUE(ids);
-  ASSERT_TRUE(s.flush());
-  ASSERT_TRUE(s.open());  // an empty cache: the reads go to the disk
   std::vector<std::size_t> all = {11, 0, 5, 3, 4, 1, 2, 10, 9, 8, 7, 6, 5};  // 5 twice
   auto outs = outs_for(chunks, all);
   uint64_t reads = s.data().reads();
   ASSERT_TRUE(s.get_many(ids_for(*ids, all), outs));
   EXPECT_EQ(s.data().reads() - reads, 1u);
-  for (std::size_t k = 0; k < all.size(); ++k) {
-    EXPECT_EQ(outs[k], chunks[all[k]]) << k;
-  }
+  expect_picked(outs, chunks, all);
   EXPECT_EQ(s.store().stats().cache_misses, all.size());
 
   ASSERT_TRUE(s.open());
@@ -569,9 +605,7 @@ TEST(LocalChunkStore, GetManyReadsAdjacentChunksWithOneDiskRead) {
   reads = s.data().reads();
   ASSERT_TRUE(s.get_many(ids_for(*ids, gaps), outs));
   EXPECT_EQ(s.data().reads() - reads, 4u);
-  for (std::size_t k = 0; k < gaps.size(); ++k) {
-    EXPECT_EQ(outs[k], chunks[gaps[k]]) << k;
-  }
+  expect_picked(outs, chunks, gaps);
 }
 
 // A run stops at kMaxReadRunBytes even where the chunks go on side by side.
@@ -579,14 +613,9 @@ TEST(LocalChunkStore, GetManySplitsRunsAtTheirCap) {
   SimStore s(128, 8u << 20);
   ASSERT_TRUE(s.open());
   constexpr std::size_t kChunks = 2 * LocalChunkStore::kMaxReadRunBytes / 4096 + 3;
-  std::vector<Bytes> chunks;
-  for (uint64_t i = 0; i < kChunks; ++i) {
-    chunks.push_back(test::pattern(4096, i));
-  }
-  auto ids = s.put(chunks);
+  std::vector<Bytes> chunks = patterns(kChunks, 0);
+  auto ids = put_and_reopen(s, chunks);
   ASSERT_TRUE(ids);
-  ASSERT_TRUE(s.flush());
-  ASSERT_TRUE(s.open());
   std::vector<std::size_t> all(kChunks);
   std::iota(all.begin(), all.end(), 0);
   auto outs = outs_for(chunks, all);
@@ -600,14 +629,9 @@ TEST(LocalChunkStore, GetManySplitsRunsAtTheirCap) {
 TEST(LocalChunkStore, GetManyReadsOnlyTheCacheMisses) {
   SimStore s;
   ASSERT_TRUE(s.open());
-  std::vector<Bytes> chunks;
-  for (uint64_t i = 0; i < 8; ++i) {
-    chunks.push_back(test::pattern(4096, i));
-  }
-  auto ids = s.put(chunks);
+  std::vector<Bytes> chunks = patterns(8, 0);
+  auto ids = put_and_reopen(s, chunks);
   ASSERT_TRUE(ids);
-  ASSERT_TRUE(s.flush());
-  ASSERT_TRUE(s.open());
   EXPECT_EQ(s.get((*ids)[2], 4096).value(), chunks[2]);
   EXPECT_EQ(s.get((*ids)[5], 4096).value(), chunks[5]);
   ChunkStoreStats before = s.store().stats();
@@ -698,15 +722,10 @@ TEST(LocalChunkStore, LargeBatchesBypassAFullReadCache) {
 TEST(LocalChunkStore, GetManyReportsAChecksumFailureInsideARun) {
   SimStore s;
   ASSERT_TRUE(s.open());
-  std::vector<Bytes> chunks;
-  for (uint64_t i = 0; i < 8; ++i) {
-    chunks.push_back(test::pattern(4096, i));
-  }
-  auto ids = s.put(chunks);
+  std::vector<Bytes> chunks = patterns(8, 0);
+  auto ids = put_and_reopen(s, chunks);
   ASSERT_TRUE(ids);
-  ASSERT_TRUE(s.flush());
   uint64_t bad = *s.offset_of((*ids)[4]);
-  ASSERT_TRUE(s.open());
   s.data().corrupt_sector(bad + 1024);
   std::vector<std::size_t> all = {0, 1, 2, 3, 4, 5, 6, 7};
   auto outs = outs_for(chunks, all);
@@ -727,9 +746,7 @@ TEST(LocalChunkStore, GetManyReportsAChecksumFailureInsideARun) {
   reads = s.data().reads();
   ASSERT_TRUE(s.get_many(ids_for(*ids, good), outs));
   EXPECT_EQ(s.data().reads(), reads);
-  for (std::size_t k = 0; k < good.size(); ++k) {
-    EXPECT_EQ(outs[k], chunks[good[k]]) << k;
-  }
+  expect_picked(outs, chunks, good);
 }
 
 // An id the store does not hold is not_found, a wrong size invalid_argument, the first failure
@@ -739,10 +756,8 @@ TEST(LocalChunkStore, GetManyReportsMissingIdsAndBadSizes) {
   ASSERT_TRUE(s.open());
   std::vector<Bytes> chunks = {test::pattern(4096, 1), test::pattern(4096, 2),
                                test::pattern(4096, 3)};
-  auto ids = s.put(chunks);
+  auto ids = put_and_reopen(s, chunks);
   ASSERT_TRUE(ids);
-  ASSERT_TRUE(s.flush());
-  ASSERT_TRUE(s.open());
   ChunkId missing{0x1234, 0x5678};
   std::vector<ChunkId> asked = {(*ids)[0], missing, (*ids)[1], (*ids)[2]};
   std::vector<Bytes> outs = {Bytes(4096), Bytes(4096), Bytes(4096), Bytes(100)};
@@ -814,9 +829,7 @@ TEST(LocalChunkStore, GetManyMatchesSingleGetsAfterReopen) {
     auto outs = outs_for(chunks, order);
     uint64_t reads = s.data().reads();
     ASSERT_TRUE(s.get_many(ids_for(ids, order), outs));
-    for (std::size_t k = 0; k < order.size(); ++k) {
-      EXPECT_EQ(outs[k], chunks[order[k]]) << k;
-    }
+    expect_picked(outs, chunks, order);
     EXPECT_LT(s.data().reads() - reads, live.size() / 2);  // runs, not chunks
   }
 }
@@ -1231,75 +1244,92 @@ TEST(LocalChunkStore, CallableFromAnotherThread) {
   owner.join();
 }
 
-TEST(LocalChunkStore, RunsOnARealDirectIoFile) {
+// A store's files in a fresh temporary directory: O_DIRECT files through a DiskRing on `ctx`,
+// a 1 MiB journal. Tests end with remove(), naming the files they expect, so that a file left
+// behind fails the rmdir.
+struct RealDir {
+  explicit RealDir(uint64_t data_capacity_bytes) {
+    char tmpl[] = "/tmp/cairn-store-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+    options.owner = ctx.get_executor();
+    dir_options.data_capacity_bytes = data_capacity_bytes;
+    dir_options.journal_capacity_bytes = 1u << 20;
+    dir_options.ring = &ring;
+  }
+
+  Result<std::unique_ptr<LocalChunkStore>> open() {
+    return test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  }
+
+  // Opens the store, puts `chunks` in one call, flushes and closes it; the chunks' ids.
+  Result<std::vector<ChunkId>> store_all(const std::vector<Bytes>& chunks) {
+    auto store = open();
+    if (!store) {
+      return store.error();
+    }
+    std::vector<std::span<const std::byte>> spans(chunks.begin(), chunks.end());
+    std::vector<ChunkId> ids(chunks.size());
+    if (auto r = test::run(ctx, (*store)->put(spans, ids)); !r) {
+      return r.error();
+    }
+    if (auto r = test::run(ctx, (*store)->flush()); !r) {
+      return r.error();
+    }
+    return ids;
+  }
+
+  // Every chunk reads back from `store` under its id.
+  void expect_stored(LocalChunkStore& store, const std::vector<Bytes>& chunks,
+                     const std::vector<ChunkId>& ids) {
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      Bytes out(chunks[i].size());
+      ASSERT_TRUE(test::run(ctx, store.get(ids[i], out))) << i;
+      EXPECT_EQ(out, chunks[i]) << i;
+    }
+  }
+
+  // Deletes the named files of the directory, then the directory, which must be empty by then.
+  void remove(std::initializer_list<const char*> names) {
+    for (const char* name : names) {
+      ::unlink((dir + "/" + name).c_str());
+    }
+    EXPECT_EQ(::rmdir(dir.c_str()), 0);
+  }
+
   asio::io_context ctx;
-  DiskRing ring(ctx, 16);
-  char tmpl[] = "/tmp/cairn-store-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
+  DiskRing ring{ctx, 16};
+  ChunkHasher hasher{ChunkHasher::Kind::xxh3, kKey};
   LocalChunkStore::Options options;
-  options.owner = ctx.get_executor();
   LocalChunkStore::DirOptions dir_options;
-  dir_options.data_capacity_bytes = 8u << 20;
-  dir_options.journal_capacity_bytes = 1u << 20;
-  dir_options.ring = &ring;
+  std::string dir;
+};
+
+TEST(LocalChunkStore, RunsOnARealDirectIoFile) {
+  RealDir d(8u << 20);
   std::vector<Bytes> chunks;
   for (uint64_t i = 0; i < 64; ++i) {
     chunks.push_back(test::pattern(4096 * (1 + i % 4), i));
   }
-  std::vector<ChunkId> ids(chunks.size());
-  {
-    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
-    ASSERT_TRUE(store) << store.error().message();
-    std::vector<std::span<const std::byte>> spans(chunks.begin(), chunks.end());
-    ASSERT_TRUE(test::run(ctx, (*store)->put(spans, ids)));
-    ASSERT_TRUE(test::run(ctx, (*store)->flush()));
-  }
-  auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  auto ids = d.store_all(chunks);
+  ASSERT_TRUE(ids) << ids.error().message();
+  auto store = d.open();
   ASSERT_TRUE(store);
-  for (std::size_t i = 0; i < chunks.size(); ++i) {
-    Bytes out(chunks[i].size());
-    ASSERT_TRUE(test::run(ctx, (*store)->get(ids[i], out)));
-    EXPECT_EQ(out, chunks[i]);
-  }
+  ASSERT_NO_FATAL_FAILURE(d.expect_stored(**store, chunks, *ids));
   EXPECT_EQ((*store)->stats().cache_misses, chunks.size());
   store->reset();
-  ::unlink((dir + "/chunks.data").c_str());
-  ::unlink((dir + "/chunks-index.log").c_str());
-  ::unlink((dir + "/chunks-index.tbl").c_str());
-  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+  d.remove({"chunks.data", "chunks-index.log", "chunks-index.tbl"});
 }
 
 // get_many() on an O_DIRECT file through the reactor's DiskRing: a 1 MiB batch reads into a
 // pooled, registered staging buffer (READ_FIXED), in several runs when chunks are missing.
 TEST(LocalChunkStore, GetManyOnARealDirectIoFile) {
-  asio::io_context ctx;
-  DiskRing ring(ctx, 16);
-  char tmpl[] = "/tmp/cairn-store-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
-  LocalChunkStore::Options options;
-  options.owner = ctx.get_executor();
-  LocalChunkStore::DirOptions dir_options;
-  dir_options.data_capacity_bytes = 8u << 20;
-  dir_options.journal_capacity_bytes = 1u << 20;
-  dir_options.ring = &ring;
-  std::vector<Bytes> chunks;
-  for (uint64_t i = 0; i < 256; ++i) {
-    chunks.push_back(test::pattern(4096, i));
-  }
-  std::vector<ChunkId> ids(chunks.size());
-  {
-    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
-    ASSERT_TRUE(store) << store.error().message();
-    std::vector<std::span<const std::byte>> spans(chunks.begin(), chunks.end());
-    ASSERT_TRUE(test::run(ctx, (*store)->put(spans, ids)));
-    ASSERT_TRUE(test::run(ctx, (*store)->flush()));
-  }
+  RealDir d(8u << 20);
+  std::vector<Bytes> chunks = patterns(256, 0);
+  auto ids = d.store_all(chunks);
+  ASSERT_TRUE(ids) << ids.error().message();
   for (int pass = 0; pass < 2; ++pass) {
-    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+    auto store = d.open();
     ASSERT_TRUE(store);
     std::vector<std::size_t> order;
     for (std::size_t i = 0; i < chunks.size(); ++i) {
@@ -1309,63 +1339,37 @@ TEST(LocalChunkStore, GetManyOnARealDirectIoFile) {
     }
     auto outs = outs_for(chunks, order);
     std::vector<std::span<std::byte>> spans(outs.begin(), outs.end());
-    auto asked = ids_for(ids, order);
-    ASSERT_TRUE(test::run(ctx, (*store)->get_many(asked, spans)));
-    for (std::size_t k = 0; k < order.size(); ++k) {
-      EXPECT_EQ(outs[k], chunks[order[k]]) << k;
-    }
+    auto asked = ids_for(*ids, order);
+    ASSERT_TRUE(test::run(d.ctx, (*store)->get_many(asked, spans)));
+    expect_picked(outs, chunks, order);
     EXPECT_EQ((*store)->stats().cache_misses, order.size());
   }
-  ::unlink((dir + "/chunks.data").c_str());
-  ::unlink((dir + "/chunks-index.log").c_str());
-  ::unlink((dir + "/chunks-index.tbl").c_str());
-  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+  d.remove({"chunks.data", "chunks-index.log", "chunks-index.tbl"});
 }
 
 // A data file grown past its initial size in one run is opened whole in the next, so the
 // chunks stored past the initial size are found (not "outside the data file").
 TEST(LocalChunkStore, ReopensADataFileThatGrewPastItsInitialSize) {
-  asio::io_context ctx;
-  DiskRing ring(ctx, 16);
-  char tmpl[] = "/tmp/cairn-store-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
-  LocalChunkStore::Options options;
-  options.owner = ctx.get_executor();
-  options.grow_step_bytes = 1u << 20;
-  LocalChunkStore::DirOptions dir_options;
-  dir_options.data_capacity_bytes = 1u << 20;
-  dir_options.journal_capacity_bytes = 1u << 20;
-  dir_options.ring = &ring;
-  std::vector<Bytes> chunks;
-  for (uint64_t i = 0; i < 1024; ++i) {  // 4 MiB: four times the initial size
-    chunks.push_back(test::pattern(4096, i));
-  }
+  RealDir d(1u << 20);
+  d.options.grow_step_bytes = 1u << 20;
+  std::vector<Bytes> chunks = patterns(1024, 0);  // 4 MiB: four times the initial size
   std::vector<ChunkId> ids(chunks.size());
   {
-    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+    auto store = d.open();
     ASSERT_TRUE(store) << store.error().message();
     for (std::size_t i = 0; i < chunks.size(); ++i) {
       std::span<const std::byte> one[1] = {chunks[i]};
-      ASSERT_TRUE(test::run(ctx, (*store)->put(one, std::span(&ids[i], 1))));
+      ASSERT_TRUE(test::run(d.ctx, (*store)->put(one, std::span(&ids[i], 1))));
     }
-    ASSERT_TRUE(test::run(ctx, (*store)->flush()));
+    ASSERT_TRUE(test::run(d.ctx, (*store)->flush()));
     EXPECT_GT((*store)->stats().capacity_bytes, 4u << 20);
   }
-  auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  auto store = d.open();
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_GT((*store)->stats().capacity_bytes, 4u << 20);
-  for (std::size_t i = 0; i < chunks.size(); ++i) {
-    Bytes out(4096);
-    ASSERT_TRUE(test::run(ctx, (*store)->get(ids[i], out))) << i;
-    EXPECT_EQ(out, chunks[i]);
-  }
+  ASSERT_NO_FATAL_FAILURE(d.expect_stored(**store, chunks, ids));
   store->reset();
-  ::unlink((dir + "/chunks.data").c_str());
-  ::unlink((dir + "/chunks-index.log").c_str());
-  ::unlink((dir + "/chunks-index.tbl").c_str());
-  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+  d.remove({"chunks.data", "chunks-index.log", "chunks-index.tbl"});
 }
 
 bool file_exists(const std::string& path) {
@@ -1375,60 +1379,39 @@ bool file_exists(const std::string& path) {
 // Growth on real files: the table moves from chunks-index.tbl to chunks-index.1.tbl, the old
 // file goes, and a leftover of an interrupted rebuild (chunks-index.2.tbl) is deleted at open.
 TEST(LocalChunkStore, IndexTableGrowsIntoANewFileOfADataDirectory) {
-  asio::io_context ctx;
-  DiskRing ring(ctx, 16);
-  char tmpl[] = "/tmp/cairn-store-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  ChunkHasher hasher(ChunkHasher::Kind::xxh3, kKey);
-  LocalChunkStore::Options options;
-  options.owner = ctx.get_executor();
-  options.index_buckets = 2;
-  options.index_cache_bytes = PagedIndex::kPageCostBytes;  // every flush checkpoints
-  LocalChunkStore::DirOptions dir_options;
-  dir_options.data_capacity_bytes = 4u << 20;
-  dir_options.journal_capacity_bytes = 1u << 20;
-  dir_options.ring = &ring;
-  std::vector<Bytes> chunks;
-  for (uint64_t i = 0; i < 600; ++i) {
-    chunks.push_back(test::pattern(4096, i));
-  }
+  RealDir d(4u << 20);
+  d.options.index_buckets = 2;
+  d.options.index_cache_bytes = PagedIndex::kPageCostBytes;  // every flush checkpoints
+  std::vector<Bytes> chunks = patterns(600, 0);
   std::vector<ChunkId> ids(chunks.size());
   {
-    auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+    auto store = d.open();
     ASSERT_TRUE(store) << store.error().message();
     for (std::size_t first = 0; first < chunks.size(); first += 50) {
       std::vector<std::span<const std::byte>> batch(chunks.begin() + first,
                                                     chunks.begin() + first + 50);
-      ASSERT_TRUE(test::run(ctx, (*store)->put(batch, std::span(ids).subspan(first, 50))));
-      ASSERT_TRUE(test::run(ctx, (*store)->flush()));
+      ASSERT_TRUE(test::run(d.ctx, (*store)->put(batch, std::span(ids).subspan(first, 50))));
+      ASSERT_TRUE(test::run(d.ctx, (*store)->flush()));
     }
     EXPECT_EQ((*store)->index_generation(), 1u);
     EXPECT_EQ((*store)->index_buckets(), 8u);
   }
-  EXPECT_FALSE(file_exists(dir + "/chunks-index.tbl"));
-  EXPECT_TRUE(file_exists(dir + "/chunks-index.1.tbl"));
+  EXPECT_FALSE(file_exists(d.dir + "/chunks-index.tbl"));
+  EXPECT_TRUE(file_exists(d.dir + "/chunks-index.1.tbl"));
   {
-    std::FILE* f = std::fopen((dir + "/chunks-index.2.tbl").c_str(), "w");
+    std::FILE* f = std::fopen((d.dir + "/chunks-index.2.tbl").c_str(), "w");
     ASSERT_NE(f, nullptr);
     std::fputs("half a table", f);
     std::fclose(f);
   }
-  auto store = test::run(ctx, LocalChunkStore::open_dir(dir, hasher, options, dir_options));
+  auto store = d.open();
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_FALSE(file_exists(dir + "/chunks-index.2.tbl"));
+  EXPECT_FALSE(file_exists(d.dir + "/chunks-index.2.tbl"));
   EXPECT_EQ((*store)->index_buckets(), 8u);
   EXPECT_EQ((*store)->stats().chunks, chunks.size());
-  for (std::size_t i = 0; i < chunks.size(); ++i) {
-    Bytes out(4096);
-    ASSERT_TRUE(test::run(ctx, (*store)->get(ids[i], out))) << i;
-    EXPECT_EQ(out, chunks[i]);
-  }
+  ASSERT_NO_FATAL_FAILURE(d.expect_stored(**store, chunks, ids));
   store->reset();
-  ::unlink((dir + "/chunks.data").c_str());
-  ::unlink((dir + "/chunks-index.log").c_str());
-  ::unlink((dir + "/chunks-index.1.tbl").c_str());
-  EXPECT_EQ(::rmdir(dir.c_str()), 0);
+  d.remove({"chunks.data", "chunks-index.log", "chunks-index.1.tbl"});
 }
 
 // Bounded RAM (issue 2, M3): the store holds about 40 times more chunks than its index cache
@@ -1486,14 +1469,6 @@ TEST(LocalChunkStore, IndexFarLargerThanItsCacheKeepsEveryChunk) {
 
 // ---- index table growth ----
 
-std::vector<Bytes> numbered_chunks(uint64_t first, uint64_t count) {
-  std::vector<Bytes> out;
-  for (uint64_t i = first; i < first + count; ++i) {
-    out.push_back(test::pattern(4096, i));
-  }
-  return out;
-}
-
 // Every chunk of `ids` (chunk i holds pattern(4096, i)) is readable with one reference, and
 // the store holds nothing else.
 void check_numbered(SimStore& s, const std::vector<ChunkId>& ids) {
@@ -1518,13 +1493,9 @@ TEST(LocalChunkStore, IndexTableGrowsAsChunksArrive) {
   s.index_buckets = 2;
   s.index_cache_bytes = kBudget;
   ASSERT_TRUE(s.open());
-  std::vector<ChunkId> ids;
-  for (uint64_t first = 0; first < kChunks; first += 16) {
-    auto got = s.put(numbered_chunks(first, 16));
-    ASSERT_TRUE(got);
-    ids.insert(ids.end(), got->begin(), got->end());
-    ASSERT_TRUE(s.flush());
-  }
+  auto stored = put_flushing(s, kChunks, 16);
+  ASSERT_TRUE(stored);
+  const std::vector<ChunkId>& ids = *stored;
   EXPECT_EQ(s.store().index_buckets(), 32u);
   EXPECT_EQ(s.store().index_generation(), 2u);
   EXPECT_EQ(s.tables().generations(), std::set<uint64_t>{2});
@@ -1546,16 +1517,11 @@ TEST(LocalChunkStore, SingleTableFileNeverGrows) {
   s.index_buckets = 1;
   s.index_cache_bytes = 3 * PagedIndex::kPageCostBytes;
   ASSERT_TRUE(s.open());
-  std::vector<ChunkId> ids;
-  for (uint64_t first = 0; first < 400; first += 20) {
-    auto got = s.put(numbered_chunks(first, 20));
-    ASSERT_TRUE(got);
-    ids.insert(ids.end(), got->begin(), got->end());
-    ASSERT_TRUE(s.flush());
-  }
+  auto ids = put_flushing(s, 400, 20);
+  ASSERT_TRUE(ids);
   EXPECT_EQ(s.store().index_buckets(), 1u);
   EXPECT_EQ(s.store().index_generation(), 0u);
-  ASSERT_NO_FATAL_FAILURE(check_numbered(s, ids));
+  ASSERT_NO_FATAL_FAILURE(check_numbered(s, *ids));
 }
 
 // Where the crash of TableGrowthSurvivesPowerCuts comes.
@@ -1579,13 +1545,13 @@ bool growth_crash(GrowthFault fault, uint64_t n, uint64_t seed) {
   EXPECT_TRUE(s.open());
   std::vector<ChunkId> ids;
   for (uint64_t first = 0; first < 128; first += 16) {
-    auto got = s.put(numbered_chunks(first, 16));
+    auto got = s.put(patterns(16, first));
     EXPECT_TRUE(got);
     ids.insert(ids.end(), got->begin(), got->end());
     EXPECT_TRUE(s.flush());
   }
   EXPECT_EQ(s.store().index_generation(), 0u);
-  auto more = s.put(numbered_chunks(128, 40));
+  auto more = s.put(patterns(40, 128));
   EXPECT_TRUE(more);
   if (!more) {
     return false;
@@ -1644,7 +1610,7 @@ bool growth_crash(GrowthFault fault, uint64_t n, uint64_t seed) {
   }
   // Growth after recovery: a retry must not trust what a failed attempt left.
   for (uint64_t round = 0; round < 8 && s.store().index_generation() == 0; ++round) {
-    EXPECT_TRUE(s.put(numbered_chunks(1000 + round * 20, 20)));
+    EXPECT_TRUE(s.put(patterns(20, 1000 + round * 20)));
     EXPECT_TRUE(s.flush());
   }
   EXPECT_GE(s.store().index_generation(), 1u);

@@ -317,6 +317,39 @@ TEST_F(DeviceTest, AbandonedSanitizeCommandEndsButTheSanitizeGoesOn) {
   EXPECT_FALSE(device->busy());
 }
 
+// background_ended() wakes its waiter when the sanitize ends, whether it finishes or is
+// cancelled, and returns at once when nothing runs in the background.
+TEST_F(DeviceTest, BackgroundEndedWakesWhenTheSanitizeEnds) {
+  open(512, 4096, false, 8 << 20);  // half a second of sanitize at the default pace
+  bool ended = false;
+  auto wait = [&] {
+    ended = false;
+    asio::co_spawn(ctx, device->background_ended(), [&](std::exception_ptr) { ended = true; });
+  };
+  wait();
+  ctx.restart();
+  ctx.poll();
+  EXPECT_TRUE(ended);  // nothing ran
+  const std::vector<std::byte> params = {std::byte{0x01}, std::byte{0},    std::byte{0},
+                                         std::byte{4},    std::byte{0xAA}, std::byte{0xBB},
+                                         std::byte{0xCC}, std::byte{0xDD}};
+  for (bool cancel : {false, true}) {
+    ASSERT_EQ(run({0x48, 0x81, 0, 0, 0, 0, 0, 0, 8, 0}, params).status, Status::good) << cancel;
+    ASSERT_TRUE(device->busy());
+    wait();
+    ctx.restart();
+    ctx.poll();
+    EXPECT_FALSE(ended) << cancel;  // the sanitize still runs
+    if (cancel) {
+      device->cancel_background();
+    }
+    while (!ended && ctx.run_one() > 0) {
+    }
+    EXPECT_TRUE(ended) << cancel;
+    EXPECT_FALSE(device->busy()) << cancel;
+  }
+}
+
 TEST_F(DeviceTest, WriteAtomicCoversWholeChunks) {
   open();  // 512-byte blocks, 4 KiB chunks: 8 blocks per physical block
   ASSERT_EQ(run({0x12, 0x01, 0xB0, 0, 0xFF, 0}).status, Status::good);
