@@ -2,6 +2,10 @@
 
 #include <xxhash.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
 
@@ -56,32 +60,57 @@ uint64_t PagedIndex::slot_offset(uint64_t page_no, int slot) const noexcept {
   return kTableStartBytes + page_no * 2 * kSlotBytes + static_cast<uint64_t>(slot) * kSlotBytes;
 }
 
+// Both words, mixed: test addresses carry their entropy in lo's low bits, ordinals in hi.
+uint8_t PagedIndex::Cached::tag_of(const ChunkId& id) noexcept {
+  return static_cast<uint8_t>(((id.lo ^ (id.hi * 0xc2b2ae3d27d4eb4full)) * 0x9e3779b97f4a7c15ull) >>
+                              56);
+}
+
 std::ptrdiff_t PagedIndex::Cached::index_of(const ChunkId& id) const noexcept {
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i] == id.lo && page.items[i].id.hi == id.hi) {
+  const std::size_t n = page.items.size();
+  const uint8_t tag = tag_of(id);
+#if defined(__SSE2__)
+  const __m128i want = _mm_set1_epi8(static_cast<char>(tag));
+  for (std::size_t base = 0; base < n; base += kTagLanes) {
+    const __m128i lanes = _mm_load_si128(reinterpret_cast<const __m128i*>(tags.data() + base));
+    auto hits = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(lanes, want)));
+    if (n - base < kTagLanes) {
+      hits &= (1u << (n - base)) - 1;  // lanes past the last item hold stale tags
+    }
+    while (hits != 0) {
+      const std::size_t i = base + static_cast<std::size_t>(__builtin_ctz(hits));
+      if (page.items[i].id == id) {
+        return static_cast<std::ptrdiff_t>(i);
+      }
+      hits &= hits - 1;
+    }
+  }
+#else
+  for (std::size_t i = 0; i < n; ++i) {
+    if (tags[i] == tag && page.items[i].id == id) {
       return static_cast<std::ptrdiff_t>(i);
     }
   }
+#endif
   return -1;
 }
 
 void PagedIndex::Cached::add(const ChunkId& id, const IndexEntry& entry) {
+  CAIRN_ASSERT(page.items.size() < IndexPage::kCapacity);
+  tags[page.items.size()] = tag_of(id);
   page.items.push_back({id, entry});
-  keys.push_back(id.lo);
 }
 
 void PagedIndex::Cached::remove_at(std::size_t i) {
   page.items[i] = page.items.back();
+  tags[i] = tags[page.items.size() - 1];
   page.items.pop_back();
-  keys[i] = keys.back();
-  keys.pop_back();
 }
 
 void PagedIndex::Cached::reindex() {
-  keys.clear();
-  keys.reserve(IndexPage::kCapacity);
-  for (const IndexPage::Item& item : page.items) {
-    keys.push_back(item.id.lo);
+  CAIRN_ASSERT(page.items.size() <= IndexPage::kCapacity);
+  for (std::size_t i = 0; i < page.items.size(); ++i) {
+    tags[i] = tag_of(page.items[i].id);
   }
 }
 
@@ -349,7 +378,6 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
     auto c = std::make_unique<Cached>();
     c->page.page_no = page_no;
     c->page.items.reserve(IndexPage::kCapacity);
-    c->keys.reserve(IndexPage::kCapacity);
     c->add(id, entry);
     c->dirty = true;
     ++dirty_;
