@@ -135,6 +135,8 @@ void Config::set(std::string_view key, std::string_view raw) {
     data_grow_bytes = parse_size(value);
   } else if (key == "store.data_max_bytes") {
     data_max_bytes = parse_size(value);
+  } else if (key == "store.write_behind_puts") {
+    write_behind_puts = static_cast<unsigned>(parse_uint(key, value, 1024));
   } else if (key == "store.max_fragmented_percent") {
     max_fragmented_percent = static_cast<unsigned>(parse_uint(key, value, 100));
   } else if (key == "store.allow_buffered_io") {

@@ -63,6 +63,7 @@ struct Config {
   uint64_t data_grow_bytes = 256ull << 20;     // growth step when the data file is full
   uint64_t data_max_bytes = 0;                 // 0: limited only by the file system
   unsigned max_fragmented_percent = 25;        // free space that may be stranded before growing
+  unsigned write_behind_puts = 32;             // puts answered before their data is written
   bool allow_buffered_io = false;     // fall back to buffered I/O where O_DIRECT is refused
   std::string address_hash = "xxh3";  // or "blake2b"
 

@@ -372,6 +372,7 @@ ChunkStoreStats LocalChunkStore::stats() const {
 }
 
 Task<uint64_t> LocalChunkStore::refs(ChunkId id) {
+  co_await wait_for_inflight(std::span<const ChunkId>(&id, 1));
   auto e = co_await lookup(id);
   if (!e || !*e) {
     co_return 0;
@@ -380,6 +381,7 @@ Task<uint64_t> LocalChunkStore::refs(ChunkId id) {
 }
 
 Task<std::optional<uint64_t>> LocalChunkStore::offset_of(ChunkId id) {
+  co_await wait_for_inflight(std::span<const ChunkId>(&id, 1));
   auto e = co_await lookup(id);
   if (!e || !*e) {
     co_return std::nullopt;
@@ -489,17 +491,44 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
       co_return make_error(errc::invalid_argument);
     }
   }
-  Plan plan;
-  plan.batch = std::make_shared<Batch>();
-  co_await plan.batch->done.lock();  // free: nobody else knows the batch yet
-  if (auto begun = co_await begin_put(chunks, ids, plan); !begun) {
-    plan.batch->failed = true;
-    plan.batch->done.unlock();
+  auto plan = std::make_unique<Plan>();
+  plan->batch = std::make_shared<Batch>();
+  co_await plan->batch->done.lock();  // free: nobody else knows the batch yet
+  if (auto begun = co_await begin_put(chunks, ids, *plan); !begun) {
+    plan->batch->failed = true;
+    plan->batch->done.unlock();
     co_return begun;
   }
-  // Outside the lock: write the new chunks, then wait for the puts whose chunks we share.
-  Result<void> result = co_await write_new(plan);
-  for (const auto& other : plan.waits) {
+  // No suspension from here to the spawn: the caller's chunks are copied before it resumes.
+  AlignedBuffer staging = stage(*plan);
+  if (write_behind_.size() < options_.write_behind_puts) {
+    // A disk with a volatile write cache (BRIEF, "Durability"): the put is answered now, its
+    // chunks are readable (readers wait for the batch) and flush() waits for it.
+    write_behind_.push_back(plan->batch);
+    asio::co_spawn(options_.owner, complete_put(std::move(plan), std::move(staging), true),
+                   asio::detached);
+    co_return Result<void>{};
+  }
+  co_return co_await complete_put(std::move(plan), std::move(staging), false);
+}
+
+// Writes a staged put's new chunks, waits for the puts whose chunks it shares, and publishes
+// them (or undoes the put). `behind`: the caller was already answered, so a failure fails
+// the store, and the next flush() reports it.
+Task<Result<void>> LocalChunkStore::complete_put(std::unique_ptr<Plan> plan, AlignedBuffer staging,
+                                                 bool behind) {
+  // A frame destroyed mid-write (at shutdown) frees the buffer: never leave it registered.
+  struct Unregister {
+    BlockFile& file;
+    AlignedBuffer& buffer;
+    ~Unregister() {
+      if (buffer.data() != nullptr) {
+        file.unregister_buffer(buffer.data());
+      }
+    }
+  } unregister_on_destroy{data_, staging};
+  Result<void> result = co_await write_staged(*plan, staging);
+  for (const auto& other : plan->waits) {
     co_await other->done.lock();
     other->done.unlock();
     if (other->failed && result) {
@@ -508,14 +537,43 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
   }
   {
     auto guard = co_await mutex_.scoped();
-    auto finished = co_await finish_put(plan, static_cast<bool>(result));
+    auto finished = co_await finish_put(*plan, static_cast<bool>(result));
     if (!finished && result) {
       result = finished;
     }
+    if (!result && behind && !failure_) {
+      CAIRN_LOG(error, "io", "a put already answered could not be stored: {}",
+                result.error().message());
+      fail(result.error());
+    }
   }
-  plan.batch->done.unlock();
+  if (staging.data() != nullptr) {
+    staging_pool_.push_back(std::move(staging));
+  }
+  plan->batch->done.unlock();
+  if (behind) {
+    std::erase(write_behind_, plan->batch);
+  }
   note_index_ram();
   co_return result;
+}
+
+// Waits for the puts in flight that hold any of `ids` (answered before their chunks were
+// published): a reader or a reference change then finds them in the index.
+Task<void> LocalChunkStore::wait_for_inflight(std::span<const ChunkId> ids) {
+  if (inflight_.empty()) {
+    co_return;
+  }
+  std::vector<std::shared_ptr<Batch>> batches;
+  for (const ChunkId& id : ids) {
+    if (auto in = inflight_.find(id); in != inflight_.end()) {
+      batches.push_back(in->second.plan->batch);
+    }
+  }
+  for (const auto& b : batches) {
+    co_await b->done.lock();
+    b->done.unlock();
+  }
 }
 
 // Under the lock: decides every chunk's id, takes the references on stored chunks, allocates
@@ -812,13 +870,15 @@ Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& 
 // random overwrites) a 1 MiB put can become hundreds of runs, and awaiting them one after
 // another made such a put cost hundreds of disk round trips (1M writes fell from 420 to
 // 47 MB/s after a 4K random-write phase).
-Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
+// Copies the put's new chunks into a staging buffer, one run after another in disk order,
+// and points their data there: the caller's buffers may go once the put is answered.
+AlignedBuffer LocalChunkStore::stage(Plan& plan) {
   uint64_t total = 0;
   for (const Plan::Fresh& f : plan.fresh) {
     total += padded(f.data.size());
   }
   if (total == 0) {
-    co_return Result<void>{};
+    return {};
   }
   AlignedBuffer staging;
   if (!staging_pool_.empty()) {
@@ -831,16 +891,19 @@ Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
   }
   // Pinned once (WRITE_FIXED): the kernel does not map its pages again for every write.
   data_.register_buffer(std::span<const std::byte>(staging.data(), staging.size()));
-  // A frame destroyed mid-write (at shutdown) frees the buffer: never leave it registered.
-  struct Unregister {
-    BlockFile& file;
-    AlignedBuffer& buffer;
-    ~Unregister() {
-      if (buffer.data() != nullptr) {
-        file.unregister_buffer(buffer.data());
-      }
-    }
-  } unregister_on_destroy{data_, staging};
+  uint64_t staged = 0;
+  for (Plan::Fresh& f : plan.fresh) {
+    std::byte* to = staging.data() + staged;
+    std::memcpy(to, f.data.data(), f.data.size());
+    std::memset(to + f.data.size(), 0, padded(f.data.size()) - f.data.size());
+    f.data = std::span<const std::byte>(to, f.data.size());
+    staged += padded(f.data.size());
+  }
+  return staging;
+}
+
+// Writes the staged chunks: one write per run of chunks that lie side by side on disk.
+Task<Result<void>> LocalChunkStore::write_staged(const Plan& plan, const AlignedBuffer& staging) {
   // Each run: its disk offset, where it starts in the staging buffer, and its length.
   struct Run {
     uint64_t offset_bytes;
@@ -854,16 +917,15 @@ Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
     uint64_t run_bytes = 0;
     while (j < plan.fresh.size() &&
            plan.fresh[j].offset_bytes == plan.fresh[i].offset_bytes + run_bytes) {
-      const Plan::Fresh& f = plan.fresh[j];
-      std::byte* to = staging.data() + staged + run_bytes;
-      std::memcpy(to, f.data.data(), f.data.size());
-      std::memset(to + f.data.size(), 0, padded(f.data.size()) - f.data.size());
-      run_bytes += padded(f.data.size());
+      run_bytes += padded(plan.fresh[j].data.size());
       ++j;
     }
     runs.push_back(Run{plan.fresh[i].offset_bytes, staged, run_bytes});
     staged += run_bytes;
     i = j;
+  }
+  if (runs.empty()) {
+    co_return Result<void>{};
   }
   Result<void> result;
   if (runs.size() == 1) {
@@ -901,7 +963,6 @@ Task<Result<void>> LocalChunkStore::write_new(const Plan& plan) {
     }
     result = fan.result;
   }
-  staging_pool_.push_back(std::move(staging));
   co_return result;
 }
 
@@ -1123,6 +1184,7 @@ Task<Result<void>> LocalChunkStore::get_many_here(std::span<const ChunkId> ids,
   if (misses.empty()) {
     co_return Result<void>{};
   }
+  co_await wait_for_inflight(ids);
   ReadBatch batch(ids, outs, data_);
   if (auto r = co_await plan_pieces(batch, misses); !r) {
     co_return r;
@@ -1358,6 +1420,7 @@ Task<Result<void>> LocalChunkStore::read_entry(const ChunkId& id, const Entry& e
 // ---- ref / unref ----
 
 Task<Result<void>> LocalChunkStore::ref_here(std::span<const ChunkId> ids, int sign) {
+  co_await wait_for_inflight(ids);
   auto result = co_await ref_locked(ids, sign);
   note_index_ram();
   co_return result;
@@ -1433,6 +1496,13 @@ Task<Result<void>> LocalChunkStore::drop(const ChunkId& id, const Entry& e) {
 // is held only to take the pending operations, so puts, refs and unrefs go on while the data
 // file and the journal sync; operations that complete meanwhile go to the next flush.
 Task<Result<void>> LocalChunkStore::flush_here() {
+  // Puts answered before this call must be published first (their data written, their index
+  // changes pending), so that this flush makes them durable.
+  std::vector<std::shared_ptr<Batch>> behind = write_behind_;
+  for (const auto& b : behind) {
+    co_await b->done.lock();
+    b->done.unlock();
+  }
   auto flushing = co_await flush_mutex_.scoped();
   std::vector<std::byte> ops;
   std::vector<std::pair<uint64_t, uint64_t>> frees;

@@ -100,6 +100,12 @@ class LocalChunkStore final : public ChunkStore {
     BlockFile* index_file = nullptr;
     uint64_t index_cache_bytes = 64ull << 20;
     uint64_t index_buckets = 0;  // when the table is created; 0: from capacity_bytes
+    // Up to this many puts are answered as soon as their chunks are staged in memory, before
+    // their data write completes (a disk's volatile write cache: flush() waits for them, a
+    // reader of their chunks waits for its put, and a failed write fails the store so that
+    // the next flush() reports it). Each holds a staging buffer of max_put_bytes or more.
+    // 0: a put is answered once its chunks are written and indexed.
+    std::size_t write_behind_puts = 0;
   };
 
   // Replays the journal and rebuilds the index and free space. Run on the owner's thread.
@@ -180,7 +186,10 @@ class LocalChunkStore final : public ChunkStore {
                                  std::span<const std::byte> chunk, const Plan& plan);
   Task<Result<void>> begin_put(std::span<const std::span<const std::byte>> chunks,
                                std::span<ChunkId> ids, Plan& plan);
-  Task<Result<void>> write_new(const Plan& plan);
+  AlignedBuffer stage(Plan& plan);
+  Task<Result<void>> write_staged(const Plan& plan, const AlignedBuffer& staging);
+  Task<Result<void>> complete_put(std::unique_ptr<Plan> plan, AlignedBuffer staging, bool behind);
+  Task<void> wait_for_inflight(std::span<const ChunkId> ids);
   Task<Result<void>> finish_put(Plan& plan, bool ok);
   Task<Result<void>> drop_refs(const Counts& counts);
   Task<Result<void>> allocate(Plan& plan);
@@ -249,6 +258,8 @@ class LocalChunkStore final : public ChunkStore {
   std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // reusable after the flush
   std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
   std::vector<AlignedBuffer> staging_pool_;  // one per put (and large get) in flight
+  // Puts answered before their chunks were published, oldest first (Options::write_behind_puts).
+  std::vector<std::shared_ptr<Batch>> write_behind_;
 
   mutable std::mutex stats_mutex_;
   mutable ChunkStoreStats stats_;

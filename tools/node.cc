@@ -107,6 +107,7 @@ Task<Result<void>> open_stores(const Config& config, const io::ChunkHasher& hash
   store_options.grow_step_bytes = config.data_grow_bytes;
   store_options.max_capacity_bytes = config.data_max_bytes;
   store_options.max_fragmented_percent = config.max_fragmented_percent;
+  store_options.write_behind_puts = config.write_behind_puts;
   store_options.cache_bytes = config.read_cache_bytes;
   store_options.index_cache_bytes = config.index_cache_bytes;
   io::LocalChunkStore::DirOptions dir_options;
