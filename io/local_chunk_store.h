@@ -34,6 +34,12 @@
 // chunk and completes only after that put does. get() takes no lock. stats() may be called
 // from any thread.
 //
+// Write-behind (Options::write_behind_puts): a put copies its new chunks into a staging
+// buffer and is answered there, while its data write and publication run on in a detached
+// coroutine (the volatile write cache of BRIEF, "Durability"). flush() first waits for every
+// such put answered before it; get_many(), ref(), unref() and refs() of a chunk still in
+// flight wait for its put; stats() counts a put's chunks once it is published.
+//
 // Growth: at a checkpoint that leaves too many chunks per bucket, the store rebuilds the index
 // into a table file of the next generation with more buckets and journals the switch (stop
 // the world: mutex_ is held throughout; see docs/on-disk-format.md for the crash argument).
