@@ -1,5 +1,7 @@
 #include "target/nbd/socket_stream.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -24,9 +26,7 @@ Task<std::error_code> SocketStream::read(std::span<std::byte> buffer) {
     }
     std::size_t want = buffer.size() - done;
     if (want >= ahead_size_) {  // no read-ahead, or a large payload: no copy
-      auto [ec, n] =
-          co_await asio::async_read(socket_, asio::buffer(buffer.data() + done, want), use_tuple);
-      co_return ec;
+      co_return co_await read_all(buffer.subspan(done));
     }
     begin_ = 0;
     end_ = 0;
@@ -36,6 +36,26 @@ Task<std::error_code> SocketStream::read(std::span<std::byte> buffer) {
       co_return ec;
     }
     end_ = n;
+  }
+  co_return std::error_code{};
+}
+
+// MSG_WAITALL: io_uring completes the receive only once the whole payload is in (it re-polls
+// the socket itself after a partial read), so a 1 MiB payload costs one submission and one
+// completion instead of one per burst of segments, each a trip through the reactor. A
+// partial read can still end it (a signal, the peer closing); the loop carries on from there.
+Task<std::error_code> SocketStream::read_all(std::span<std::byte> buffer) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    auto [ec, n] = co_await socket_.async_receive(
+        asio::buffer(buffer.data() + done, buffer.size() - done), MSG_WAITALL, use_tuple);
+    if (ec) {
+      co_return ec;
+    }
+    if (n == 0) {
+      co_return boost::system::error_code(asio::error::eof);
+    }
+    done += n;
   }
   co_return std::error_code{};
 }

@@ -33,6 +33,9 @@ class SocketStream final : public ByteStream {
   [[nodiscard]] GenericSocket& socket() noexcept { return socket_; }
 
  private:
+  // Reads exactly buffer.size() bytes straight into `buffer`.
+  Task<std::error_code> read_all(std::span<std::byte> buffer);
+
   GenericSocket socket_;
   std::string peer_;
   std::unique_ptr<std::byte[]> ahead_;  // null: no read-ahead

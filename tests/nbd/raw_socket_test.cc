@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <libnbd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "target/nbd/protocol.h"
@@ -325,6 +328,53 @@ TEST_F(RawSocketTest, HugeWritePayloadClosesConnection) {
   ASSERT_TRUE(go(s.fd()));
   send_request(s.fd(), nbd::Cmd::write, 1, 0, 0xfffffff0u);
   EXPECT_TRUE(closed_by_server(s.fd()));
+}
+
+// A 1 MiB payload (past the read-ahead buffer, so received straight into the request's
+// buffer with MSG_WAITALL) that arrives in four pieces with pauses between them is taken
+// whole: the reply comes once and the bytes read back are the ones sent.
+TEST_F(RawSocketTest, LargeWritePayloadArrivingInPiecesIsWhole) {
+  Socket s(greet());
+  const int fd = s.fd();
+  ASSERT_TRUE(go(fd));
+  constexpr std::size_t kPayload = 1 << 20;
+  std::vector<char> payload(kPayload);
+  for (std::size_t i = 0; i < kPayload; ++i) {
+    payload[i] = static_cast<char>((i * 7 + i / 4096) & 0xff);
+  }
+  send_request(fd, nbd::Cmd::write, 31, 1 << 20, kPayload);
+  constexpr std::size_t kPiece = kPayload / 4;
+  for (std::size_t at = 0; at < kPayload; at += kPiece) {
+    ASSERT_TRUE(send_all(fd, payload.data() + at, kPiece));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(simple_reply(fd, 31), 0u);
+  send_request(fd, nbd::Cmd::read, 32, 1 << 20, kPayload);
+  EXPECT_EQ(simple_reply(fd, 32), 0u);
+  std::vector<char> back(kPayload);
+  ASSERT_TRUE(recv_all(fd, back.data(), back.size()));
+  EXPECT_TRUE(back == payload);
+}
+
+// A client that hangs up halfway through a 1 MiB payload: the connection ends with no reply
+// and nothing of the cut payload is written.
+TEST_F(RawSocketTest, WritePayloadCutShortClosesConnection) {
+  constexpr std::size_t kPayload = 1 << 20;
+  {
+    Socket s(greet());
+    ASSERT_TRUE(go(s.fd()));
+    std::vector<char> half(kPayload / 2, 'h');
+    send_request(s.fd(), nbd::Cmd::write, 41, 2 << 20, kPayload);
+    ASSERT_TRUE(send_all(s.fd(), half.data(), half.size()));
+    ::shutdown(s.fd(), SHUT_WR);
+    EXPECT_TRUE(closed_by_server(s.fd()));
+  }
+  nbd_handle* h = nbd_create();
+  ASSERT_EQ(nbd_connect_uri(h, daemon_->uri("vol").c_str()), 0);
+  std::vector<char> back(kPayload, 'x');
+  EXPECT_EQ(nbd_pread(h, back.data(), back.size(), 2 << 20, 0), 0);
+  nbd_close(h);
+  EXPECT_EQ(std::count(back.begin(), back.end(), 'h'), 0);
 }
 
 TEST_F(RawSocketTest, TruncatedHeaderThenHangUp) {
