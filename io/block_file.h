@@ -39,4 +39,15 @@ class BlockFile {
   virtual void unregister_buffer(const std::byte* base) { (void)base; }
 };
 
+// One of the writes write_all() issues together.
+struct BlockWrite {
+  uint64_t offset_bytes = 0;
+  std::span<const std::byte> data;
+};
+
+// Issues every write at once (on the calling coroutine's executor, which must be the file's
+// thread) and waits for all of them, so N writes cost about one device round trip, not N in
+// a row. The first error, if any; the buffers must stay valid until it returns.
+Task<Result<void>> write_all(BlockFile& file, std::span<const BlockWrite> writes);
+
 }  // namespace cairn::io

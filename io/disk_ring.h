@@ -87,6 +87,16 @@ class DiskRing {
     });
   }
 
+  // IORING_OP_FALLOCATE: fallocate(fd, mode, offset, length) without blocking the thread.
+  template <class Token>
+  auto async_fallocate(int fd, int mode, uint64_t offset_bytes, uint64_t length_bytes,
+                       Token&& token) {
+    return initiate(std::forward<Token>(token), [=](io_uring_sqe* sqe) {
+      io_uring_prep_fallocate(sqe, fd, mode, static_cast<off_t>(offset_bytes),
+                              static_cast<off_t>(length_bytes));
+    });
+  }
+
   // IORING_OP_FSYNC; with `datasync`, IORING_FSYNC_DATASYNC (fdatasync semantics).
   template <class Token>
   auto async_fsync(int fd, bool datasync, Token&& token) {

@@ -372,7 +372,9 @@ ChunkStoreStats LocalChunkStore::stats() const {
 }
 
 Task<uint64_t> LocalChunkStore::refs(ChunkId id) {
-  co_await wait_for_inflight(std::span<const ChunkId>(&id, 1));
+  if (auto busy = inflight_batches(std::span<const ChunkId>(&id, 1)); !busy.empty()) {
+    co_await wait_for(std::move(busy));
+  }
   auto e = co_await lookup(id);
   if (!e || !*e) {
     co_return 0;
@@ -381,7 +383,9 @@ Task<uint64_t> LocalChunkStore::refs(ChunkId id) {
 }
 
 Task<std::optional<uint64_t>> LocalChunkStore::offset_of(ChunkId id) {
-  co_await wait_for_inflight(std::span<const ChunkId>(&id, 1));
+  if (auto busy = inflight_batches(std::span<const ChunkId>(&id, 1)); !busy.empty()) {
+    co_await wait_for(std::move(busy));
+  }
   auto e = co_await lookup(id);
   if (!e || !*e) {
     co_return std::nullopt;
@@ -391,6 +395,14 @@ Task<std::optional<uint64_t>> LocalChunkStore::offset_of(ChunkId id) {
 
 bool LocalChunkStore::index_over_budget() const noexcept {
   return index_->dirty_bytes() > index_->budget_bytes() / 2;
+}
+
+// The table holds more entries per bucket than kGrowEntriesPerBucket and can grow. The next
+// flush checkpoints (and so grows it) rather than waiting for the journal or the cache to
+// fill: every lookup walks a chain of pages until it does.
+bool LocalChunkStore::index_overfull() const {
+  return options_.index_files != nullptr &&
+         stats().chunks > index_->buckets() * kGrowEntriesPerBucket;
 }
 
 void LocalChunkStore::note_index_ram() {
@@ -560,16 +572,20 @@ Task<Result<void>> LocalChunkStore::complete_put(std::unique_ptr<Plan> plan, Ali
 
 // Waits for the puts in flight that hold any of `ids` (answered before their chunks were
 // published): a reader or a reference change then finds them in the index.
-Task<void> LocalChunkStore::wait_for_inflight(std::span<const ChunkId> ids) {
+LocalChunkStore::Batches LocalChunkStore::inflight_batches(std::span<const ChunkId> ids) const {
+  Batches batches;
   if (inflight_.empty()) {
-    co_return;
+    return batches;
   }
-  std::vector<std::shared_ptr<Batch>> batches;
   for (const ChunkId& id : ids) {
     if (auto in = inflight_.find(id); in != inflight_.end()) {
       batches.push_back(in->second.plan->batch);
     }
   }
+  return batches;
+}
+
+Task<void> LocalChunkStore::wait_for(Batches batches) {
   for (const auto& b : batches) {
     co_await b->done.lock();
     b->done.unlock();
@@ -904,13 +920,7 @@ AlignedBuffer LocalChunkStore::stage(Plan& plan) {
 
 // Writes the staged chunks: one write per run of chunks that lie side by side on disk.
 Task<Result<void>> LocalChunkStore::write_staged(const Plan& plan, const AlignedBuffer& staging) {
-  // Each run: its disk offset, where it starts in the staging buffer, and its length.
-  struct Run {
-    uint64_t offset_bytes;
-    uint64_t staged_at;
-    uint64_t length_bytes;
-  };
-  std::vector<Run> runs;
+  std::vector<BlockWrite> runs;
   uint64_t staged = 0;
   for (std::size_t i = 0; i < plan.fresh.size();) {
     std::size_t j = i;
@@ -920,50 +930,15 @@ Task<Result<void>> LocalChunkStore::write_staged(const Plan& plan, const Aligned
       run_bytes += padded(plan.fresh[j].data.size());
       ++j;
     }
-    runs.push_back(Run{plan.fresh[i].offset_bytes, staged, run_bytes});
+    runs.push_back(BlockWrite{plan.fresh[i].offset_bytes,
+                              std::span<const std::byte>(staging.data() + staged, run_bytes)});
     staged += run_bytes;
     i = j;
   }
   if (runs.empty()) {
     co_return Result<void>{};
   }
-  Result<void> result;
-  if (runs.size() == 1) {
-    result = co_await data_.write(runs[0].offset_bytes,
-                                  std::span<const std::byte>(staging.data(), runs[0].length_bytes));
-  } else {
-    // The writes run on this (single-threaded) owner reactor; the last one wakes the caller.
-    struct Fanout {
-      explicit Fanout(const asio::any_io_executor& ex)
-          : done(ex, asio::steady_timer::time_point::max()) {}
-      std::size_t pending = 0;
-      Result<void> result;
-      asio::steady_timer done;
-    };
-    Fanout fan(options_.owner);
-    fan.pending = runs.size();
-    for (const Run& run : runs) {
-      asio::co_spawn(
-          options_.owner,
-          [this, &fan, run,
-           data = std::span<const std::byte>(staging.data() + run.staged_at,
-                                             run.length_bytes)]() -> Task<void> {
-            auto r = co_await data_.write(run.offset_bytes, data);
-            if (!r && fan.result) {
-              fan.result = r;
-            }
-            if (--fan.pending == 0) {
-              fan.done.cancel();
-            }
-          },
-          asio::detached);
-    }
-    while (fan.pending > 0) {
-      co_await fan.done.async_wait(use_tuple);
-    }
-    result = fan.result;
-  }
-  co_return result;
+  co_return co_await write_all(data_, runs);
 }
 
 // Where a put's new chunks go (docs/on-disk-format.md, "Allocation"):
@@ -1184,7 +1159,9 @@ Task<Result<void>> LocalChunkStore::get_many_here(std::span<const ChunkId> ids,
   if (misses.empty()) {
     co_return Result<void>{};
   }
-  co_await wait_for_inflight(ids);
+  if (auto busy = inflight_batches(ids); !busy.empty()) {
+    co_await wait_for(std::move(busy));
+  }
   ReadBatch batch(ids, outs, data_);
   if (auto r = co_await plan_pieces(batch, misses); !r) {
     co_return r;
@@ -1420,7 +1397,9 @@ Task<Result<void>> LocalChunkStore::read_entry(const ChunkId& id, const Entry& e
 // ---- ref / unref ----
 
 Task<Result<void>> LocalChunkStore::ref_here(std::span<const ChunkId> ids, int sign) {
-  co_await wait_for_inflight(ids);
+  if (auto busy = inflight_batches(ids); !busy.empty()) {
+    co_await wait_for(std::move(busy));
+  }
   auto result = co_await ref_locked(ids, sign);
   note_index_ram();
   co_return result;
@@ -1498,10 +1477,8 @@ Task<Result<void>> LocalChunkStore::drop(const ChunkId& id, const Entry& e) {
 Task<Result<void>> LocalChunkStore::flush_here() {
   // Puts answered before this call must be published first (their data written, their index
   // changes pending), so that this flush makes them durable.
-  std::vector<std::shared_ptr<Batch>> behind = write_behind_;
-  for (const auto& b : behind) {
-    co_await b->done.lock();
-    b->done.unlock();
+  if (!write_behind_.empty()) {
+    co_await wait_for(write_behind_);
   }
   auto flushing = co_await flush_mutex_.scoped();
   std::vector<std::byte> ops;
@@ -1515,7 +1492,7 @@ Task<Result<void>> LocalChunkStore::flush_here() {
       co_return Result<void>{};
     }
     if (journal_->used_bytes() + pending_ops_.size() > journal_->capacity_bytes() / 2 ||
-        index_over_budget()) {
+        index_over_budget() || index_overfull()) {
       co_return co_await checkpoint_locked();
     }
     ops.swap(pending_ops_);
@@ -1563,8 +1540,7 @@ Task<Result<void>> LocalChunkStore::checkpoint_locked() {
     allocator_.free(offset, length);
   }
   pending_frees_.clear();
-  if (options_.index_files != nullptr &&
-      stats().chunks > index_->buckets() * kGrowEntriesPerBucket) {
+  if (index_overfull()) {
     if (auto g = co_await grow_index(); !g) {
       co_return fail(g.error());
     }

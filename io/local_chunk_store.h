@@ -80,16 +80,17 @@ class LocalChunkStore final : public ChunkStore {
   static constexpr uint32_t kMaxOrdinal = 64;               // colliding chunks tried per address
   static constexpr uint64_t kLargePutBytes = 64 * 1024;     // see Options::max_fragmented_percent
   static constexpr uint64_t kMaxReadRunBytes = 1ull << 20;  // one disk read of get_many()
-  // A checkpoint that leaves more chunks than this many per index bucket (twice the 64 the
-  // table is sized for at creation) grows the table (needs Options::index_files): the new
-  // bucket count is the old times the smallest power of two >= 4 that brings the fill to at
-  // most 64, so it lands between 32 and 64 entries per bucket (one page per chain).
+  // A flush that finds more chunks than this many per index bucket (twice the 64 the table
+  // is sized for at creation) checkpoints, and the checkpoint grows the table (needs
+  // Options::index_files): the new bucket count is the old times the smallest power of two >= 4
+  // that brings the fill to at most 64, so it lands between 32 and 64 entries per bucket (one page
+  // per chain).
   static constexpr uint64_t kGrowEntriesPerBucket = 128;
 
   struct Options {
     asio::any_io_executor owner;  // required
     uint64_t capacity_bytes = 0;  // data file size to use (grown at open); 0: its size now
-    // When full, grow the data file by this much (fallocate, a short blocking call), up to
+    // When full, grow the data file by this much (IORING_OP_FALLOCATE), up to
     // max_capacity_bytes (0: no limit but the file system). grow_step_bytes 0: never grow.
     uint64_t grow_step_bytes = 0;
     uint64_t max_capacity_bytes = 0;
@@ -195,7 +196,11 @@ class LocalChunkStore final : public ChunkStore {
   AlignedBuffer stage(Plan& plan);
   Task<Result<void>> write_staged(const Plan& plan, const AlignedBuffer& staging);
   Task<Result<void>> complete_put(std::unique_ptr<Plan> plan, AlignedBuffer staging, bool behind);
-  Task<void> wait_for_inflight(std::span<const ChunkId> ids);
+  using Batches = std::vector<std::shared_ptr<Batch>>;
+  // The batches of the puts in flight that hold any of `ids`: empty, with nothing allocated,
+  // when none does (the common case), so callers suspend in wait_for() only when one does.
+  [[nodiscard]] Batches inflight_batches(std::span<const ChunkId> ids) const;
+  static Task<void> wait_for(Batches batches);
   Task<Result<void>> finish_put(Plan& plan, bool ok);
   Task<Result<void>> drop_refs(const Counts& counts);
   Task<Result<void>> allocate(Plan& plan);
@@ -229,6 +234,7 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> switch_table(Table table);
   Result<void> remove_other_tables();
   [[nodiscard]] bool index_over_budget() const noexcept;
+  [[nodiscard]] bool index_overfull() const;
   void note_index_ram();
   Result<void> fail(std::error_code error);
   void journal_add(const ChunkId& id, const Entry& e);
@@ -265,7 +271,7 @@ class LocalChunkStore final : public ChunkStore {
   std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
   std::vector<AlignedBuffer> staging_pool_;  // one per put (and large get) in flight
   // Puts answered before their chunks were published, oldest first (Options::write_behind_puts).
-  std::vector<std::shared_ptr<Batch>> write_behind_;
+  Batches write_behind_;
 
   mutable std::mutex stats_mutex_;
   mutable ChunkStoreStats stats_;

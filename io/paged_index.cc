@@ -461,12 +461,23 @@ Task<Result<PagedIndex::Checkpoint>> PagedIndex::checkpoint() {
       co_return r.error();
     }
   }
-  auto out = io_.span().first(kSlotBytes);
-  for (Cached* c : dirty) {
-    c->page.seq = seq;
-    c->page.encode(out);
-    int slot = c->current_slot == 0 ? 1 : 0;  // never the newest durable version
-    if (auto r = co_await file_.write(slot_offset(c->page.page_no, slot), out); !r) {
+  // A batch of pages is written at once: thousands of dirty pages one write at a time would
+  // hold the index (and the store waiting on it) for one device round trip each.
+  AlignedBuffer batch(std::min<uint64_t>(dirty.size(), kCheckpointBatchPages) * kSlotBytes);
+  std::vector<BlockWrite> writes;
+  writes.reserve(kCheckpointBatchPages);
+  for (std::size_t first = 0; first < dirty.size(); first += kCheckpointBatchPages) {
+    writes.clear();
+    std::size_t n = std::min<std::size_t>(kCheckpointBatchPages, dirty.size() - first);
+    for (std::size_t i = 0; i < n; ++i) {
+      Cached* c = dirty[first + i];
+      auto out = batch.span().subspan(i * kSlotBytes, kSlotBytes);
+      c->page.seq = seq;
+      c->page.encode(out);
+      int slot = c->current_slot == 0 ? 1 : 0;  // never the newest durable version
+      writes.push_back(BlockWrite{slot_offset(c->page.page_no, slot), out});
+    }
+    if (auto r = co_await write_all(file_, writes); !r) {
       co_return r.error();
     }
   }

@@ -50,6 +50,8 @@ class PagedIndex {
  public:
   static constexpr uint64_t kSlotBytes = IndexPage::kBytes;
   static constexpr uint64_t kTableStartBytes = 4096;  // block 0: the table header
+  // Pages a checkpoint writes at once (256 KiB of buffer).
+  static constexpr std::size_t kCheckpointBatchPages = 64;
 
   struct Options {
     uint64_t buckets = 1024;  // used when the file is new (all zero); else the header's

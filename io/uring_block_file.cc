@@ -200,28 +200,41 @@ Task<Result<void>> UringBlockFile::sync() {
   }
 }
 
+// A full data file grows on the data path, so the fallocate and the fsync that makes the new
+// size durable go through the ring: the reactor goes on serving other requests meanwhile.
 Task<Result<void>> UringBlockFile::grow(uint64_t new_size_bytes) {
-  co_return grow_now(new_size_bytes);
+  if (auto ok = can_grow_to(new_size_bytes); !ok || new_size_bytes <= size_bytes_) {
+    co_return ok;
+  }
+  auto [ec, n] =
+      co_await ring().async_fallocate(fd_, 0, size_bytes_, new_size_bytes - size_bytes_, use_tuple);
+  if (ec) {
+    if (auto r = fallocate_failed(ec.value(), new_size_bytes); !r) {
+      co_return r.error();
+    }
+  }
+  for (int attempt = 0;; ++attempt) {
+    auto [sync_ec, m] = co_await ring().async_fsync(fd_, false, use_tuple);
+    if (sync_ec && retryable(sync_ec) && attempt < kMaxRetries) {
+      continue;
+    }
+    if (sync_ec) {
+      co_return sync_ec;
+    }
+    break;
+  }
+  size_bytes_ = std::max(size_bytes_, new_size_bytes);
+  co_return Result<void>{};
 }
 
 Result<void> UringBlockFile::grow_now(uint64_t new_size_bytes) noexcept {
-  if (new_size_bytes % kAlignment != 0) {
-    return make_error(errc::invalid_argument);
-  }
-  if (new_size_bytes <= size_bytes_) {
-    return {};
-  }
-  if (block_device_) {
-    return make_error(errc::no_space);
+  if (auto ok = can_grow_to(new_size_bytes); !ok || new_size_bytes <= size_bytes_) {
+    return ok;
   }
   auto length = static_cast<off_t>(new_size_bytes - size_bytes_);
   if (::fallocate(fd_, 0, static_cast<off_t>(size_bytes_), length) != 0) {
-    int e = errno;
-    if (e == ENOSPC) {
-      return make_error(errc::no_space);
-    }
-    if (e != EOPNOTSUPP || ::ftruncate(fd_, static_cast<off_t>(new_size_bytes)) != 0) {
-      return errno_code(e == EOPNOTSUPP ? errno : e);
+    if (auto r = fallocate_failed(errno, new_size_bytes); !r) {
+      return r.error();
     }
   }
   // The new size must survive a crash before anything relies on it.
@@ -229,6 +242,32 @@ Result<void> UringBlockFile::grow_now(uint64_t new_size_bytes) noexcept {
     return errno_code(errno);
   }
   size_bytes_ = new_size_bytes;
+  return {};
+}
+
+Result<void> UringBlockFile::can_grow_to(uint64_t new_size_bytes) const noexcept {
+  if (new_size_bytes % kAlignment != 0) {
+    return make_error(errc::invalid_argument);
+  }
+  if (new_size_bytes > size_bytes_ && block_device_) {
+    return make_error(errc::no_space);
+  }
+  return {};
+}
+
+// After fallocate failed with `error`: a full file system is errc::no_space; one that cannot
+// preallocate (EOPNOTSUPP) gets the size by ftruncate instead (a short blocking call, only on
+// such file systems).
+Result<void> UringBlockFile::fallocate_failed(int error, uint64_t new_size_bytes) const noexcept {
+  if (error == ENOSPC) {
+    return make_error(errc::no_space);
+  }
+  if (error != EOPNOTSUPP) {
+    return errno_code(error);
+  }
+  if (::ftruncate(fd_, static_cast<off_t>(new_size_bytes)) != 0) {
+    return errno_code(errno);
+  }
   return {};
 }
 

@@ -4,8 +4,8 @@
 //
 // The ring is the calling reactor's (Reactor::current()->disk()) unless one is given to
 // open(); either way every operation must come from the ring's thread. A file is grown with
-// fallocate() (a blocking call: meant for start-up, not the data path); a block device has a
-// fixed size and cannot grow. If the file system refuses O_DIRECT, open() fails unless
+// IORING_OP_FALLOCATE and IORING_OP_FSYNC (open() grows it with the blocking calls); a block
+// device has a fixed size and cannot grow. If the file system refuses O_DIRECT, open() fails unless
 // Options::allow_buffered is set, in which case the file is used through the page cache
 // (sync() still makes writes durable).
 //
@@ -55,6 +55,10 @@ class UringBlockFile final : public BlockFile {
                  DiskRing* ring);
   [[nodiscard]] DiskRing& ring() const noexcept;
   [[nodiscard]] Result<void> grow_now(uint64_t new_size_bytes) noexcept;
+  // errc::invalid_argument for a size off the alignment, errc::no_space for a device asked
+  // to grow.
+  [[nodiscard]] Result<void> can_grow_to(uint64_t new_size_bytes) const noexcept;
+  [[nodiscard]] Result<void> fallocate_failed(int error, uint64_t new_size_bytes) const noexcept;
   [[nodiscard]] bool aligned(uint64_t offset_bytes, std::size_t length,
                              const void* buffer) const noexcept;
 

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "io/aligned_buffer.h"
 #include "io/disk_ring.h"
@@ -103,6 +104,34 @@ TEST(SimBlockFile, CorruptsSectorsAndInjectsErrors) {
   EXPECT_EQ(test::run(ctx, disk.grow(32768)).error(), errc::no_space);
   EXPECT_TRUE(test::run(ctx, disk.grow(16384)));
   EXPECT_EQ(disk.size_bytes(), 16384u);
+}
+
+// write_all() issues its writes together (the simulated disk suspends each one, so they
+// overlap): each lands where it was aimed, and when one fails the call returns that error
+// after every write has finished.
+TEST(WriteAll, LandsEveryWriteAndReportsAFailure) {
+  asio::io_context ctx;
+  constexpr std::size_t kWrites = 5;
+  SimBlockFile disk(2 * kWrites * 4096, 2 * kWrites * 4096);
+  disk.set_yield(true);
+  std::vector<AlignedBuffer> data;
+  std::vector<BlockWrite> writes;
+  for (std::size_t i = 0; i < kWrites; ++i) {
+    data.push_back(filled(4096, i + 1));
+  }
+  for (std::size_t i = 0; i < kWrites; ++i) {
+    writes.push_back(BlockWrite{2 * i * 4096, data[i].span()});  // every other block
+  }
+  ASSERT_TRUE(test::run(ctx, write_all(disk, writes)));
+  EXPECT_EQ(disk.writes(), kWrites);
+  AlignedBuffer out(4096);
+  for (std::size_t i = 0; i < kWrites; ++i) {
+    ASSERT_TRUE(test::run(ctx, disk.read(2 * i * 4096, out.span())));
+    EXPECT_TRUE(same(out, data[i], 0, 4096)) << "write " << i;
+  }
+  disk.fail_writes_after(2);
+  EXPECT_EQ(test::run(ctx, write_all(disk, writes)).error(), errc::io_error);
+  EXPECT_EQ(disk.writes(), kWrites + 2);  // the other three failed
 }
 
 class TempPath {

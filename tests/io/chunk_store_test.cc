@@ -1593,6 +1593,29 @@ TEST(LocalChunkStore, IndexTableGrowsAsChunksArrive) {
   ASSERT_NO_FATAL_FAILURE(check_numbered(s, ids));
 }
 
+// The table grows at the first flush past 128 entries per bucket even when neither the
+// journal (16 MiB, barely used) nor the cache budget (64 pages, 4 used) asks for a
+// checkpoint: lookups would otherwise walk ever longer chains until one of them did.
+TEST(LocalChunkStore, OverfullTableGrowsAtTheNextFlush) {
+  constexpr uint64_t kChunks = 300;  // 150 per bucket: chains of two pages
+  SimStore s(128, 8u << 20, 16u << 20, 64 * 1024);
+  s.growable_index = true;
+  s.index_buckets = 2;
+  s.index_cache_bytes = 64 * PagedIndex::kPageCostBytes;
+  ASSERT_TRUE(s.open());
+  auto stored = put_flushing(s, kChunks / 2, kChunks / 2);  // 75 per bucket: not yet
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(s.store().index_buckets(), 2u);
+  auto more = s.put(patterns(kChunks / 2, kChunks / 2));
+  ASSERT_TRUE(more);
+  stored->insert(stored->end(), more->begin(), more->end());
+  EXPECT_EQ(s.store().index_buckets(), 2u);  // puts alone never rebuild the table
+  ASSERT_TRUE(s.flush());
+  EXPECT_EQ(s.store().index_buckets(), 8u);
+  EXPECT_EQ(s.store().index_generation(), 1u);
+  ASSERT_NO_FATAL_FAILURE(check_numbered(s, *stored));
+}
+
 // A store opened on one borrowed table file never grows it.
 TEST(LocalChunkStore, SingleTableFileNeverGrows) {
   SimStore s(128, 8u << 20, 1u << 20, 64 * 1024);
