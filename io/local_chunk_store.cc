@@ -451,17 +451,7 @@ Task<Result<void>> LocalChunkStore::get_many(std::span<const ChunkId> ids,
   if (misses.empty()) {
     co_return Result<void>{};
   }
-  if (misses.size() == ids.size()) {
-    co_return co_await asio::co_spawn(options_.owner, get_many_here(ids, outs),
-                                      asio::use_awaitable);
-  }
-  std::vector<ChunkId> miss_ids(misses.size());
-  std::vector<std::span<std::byte>> miss_outs(misses.size());
-  for (std::size_t k = 0; k < misses.size(); ++k) {
-    miss_ids[k] = ids[misses[k]];
-    miss_outs[k] = outs[misses[k]];
-  }
-  co_return co_await asio::co_spawn(options_.owner, get_many_here(miss_ids, miss_outs),
+  co_return co_await asio::co_spawn(options_.owner, read_misses(ids, outs, std::move(misses)),
                                     asio::use_awaitable);
 }
 
@@ -1148,8 +1138,6 @@ std::vector<std::size_t> LocalChunkStore::serve_cached(std::span<const ChunkId> 
   return misses;
 }
 
-// Reads the chunks that missed the cache: one index pass, then the runs of adjacent chunks
-// concurrently, then a second index pass to learn which chunks were dropped meanwhile.
 Task<Result<void>> LocalChunkStore::get_many_here(std::span<const ChunkId> ids,
                                                   std::span<const std::span<std::byte>> outs) {
   if (ids.size() != outs.size()) {
@@ -1159,6 +1147,15 @@ Task<Result<void>> LocalChunkStore::get_many_here(std::span<const ChunkId> ids,
   if (misses.empty()) {
     co_return Result<void>{};
   }
+  co_return co_await read_misses(ids, outs, std::move(misses));
+}
+
+// Reads the chunks that missed the cache (ids[misses[k]] into outs[misses[k]]): one index
+// pass, then the runs of adjacent chunks concurrently, then a second index pass to learn
+// which chunks were dropped meanwhile.
+Task<Result<void>> LocalChunkStore::read_misses(std::span<const ChunkId> ids,
+                                                std::span<const std::span<std::byte>> outs,
+                                                std::vector<std::size_t> misses) {
   if (auto busy = inflight_batches(ids); !busy.empty()) {
     co_await wait_for(std::move(busy));
   }
@@ -1563,18 +1560,27 @@ Task<Result<void>> LocalChunkStore::write_checkpoint() {
   if (!written) {
     co_return written.error();
   }
+  co_return co_await commit_table_record(generation_, *written, index_->buckets());
+}
+
+// Journals the record that names table `generation` as of its checkpoint `at` (a
+// table_checkpoint for generation 0, else a table_switch), syncs it and releases the journal
+// before it: from then on that table alone holds the state the journal had before.
+Task<Result<void>> LocalChunkStore::commit_table_record(uint64_t generation,
+                                                        PagedIndex::Checkpoint at,
+                                                        uint64_t buckets) {
   ByteWriter w;
-  if (generation_ == 0) {
+  if (generation == 0) {
     w.put(static_cast<uint8_t>(Op::table_checkpoint));
-    w.put(written->seq);
-    w.put(written->overflow_pages);
+    w.put(at.seq);
+    w.put(at.overflow_pages);
     CAIRN_ASSERT(w.bytes().size() == kTableCheckpointBytes);
   } else {
     w.put(static_cast<uint8_t>(Op::table_switch));
-    w.put(generation_);
-    w.put(written->seq);
-    w.put(written->overflow_pages);
-    w.put(index_->buckets());
+    w.put(generation);
+    w.put(at.seq);
+    w.put(at.overflow_pages);
+    w.put(buckets);
     CAIRN_ASSERT(w.bytes().size() == kTableSwitchBytes);
   }
   auto lsn = journal_->append(w.bytes());
@@ -1678,21 +1684,8 @@ Task<Result<LocalChunkStore::Table>> LocalChunkStore::build_table(uint64_t gener
 
 // Journals the switch (the commit point), then drops the old table.
 Task<Result<void>> LocalChunkStore::switch_table(Table table) {
-  ByteWriter w;
-  w.put(static_cast<uint8_t>(Op::table_switch));
-  w.put(table.generation);
-  w.put(table.at.seq);
-  w.put(table.at.overflow_pages);
-  w.put(table.index->buckets());
-  CAIRN_ASSERT(w.bytes().size() == kTableSwitchBytes);
-  auto lsn = journal_->append(w.bytes());
-  if (!lsn) {
-    co_return lsn.error();
-  }
-  if (auto r = co_await journal_->sync(); !r) {
-    co_return r;
-  }
-  if (auto r = co_await journal_->release_before(*lsn); !r) {
+  if (auto r = co_await commit_table_record(table.generation, table.at, table.index->buckets());
+      !r) {
     co_return r;
   }
   // Lookups without mutex_ may be inside the old index: let them finish before it goes.

@@ -209,6 +209,9 @@ class LocalChunkStore final : public ChunkStore {
   Task<bool> grow_for(uint64_t length_bytes);
   Task<Result<void>> get_many_here(std::span<const ChunkId> ids,
                                    std::span<const std::span<std::byte>> outs);
+  Task<Result<void>> read_misses(std::span<const ChunkId> ids,
+                                 std::span<const std::span<std::byte>> outs,
+                                 std::vector<std::size_t> misses);
   std::vector<std::size_t> serve_cached(std::span<const ChunkId> ids,
                                         std::span<const std::span<std::byte>> outs);
   Task<Result<void>> plan_pieces(ReadBatch& batch, std::span<const std::size_t> misses);
@@ -222,6 +225,8 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> ref_locked(std::span<const ChunkId> ids, int sign);
   Task<Result<void>> flush_here();
   Task<Result<void>> write_checkpoint();
+  Task<Result<void>> commit_table_record(uint64_t generation, PagedIndex::Checkpoint at,
+                                         uint64_t buckets);
   Task<Result<void>> checkpoint_locked();
   struct Table {
     uint64_t generation = 0;
