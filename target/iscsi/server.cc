@@ -9,10 +9,12 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "base/log.h"
 #include "target/nbd/connection_registry.h"
 #include "target/nbd/socket_stream.h"
+#include "target/nbd/tcp_listener.h"
 
 namespace cairn::target::iscsi {
 namespace {
@@ -60,6 +62,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
     std::unique_ptr<scsi::Device> device;
     unsigned users = 0;
     bool opening = false;
+    // While `opening`: logins that arrive meanwhile wait on it, and the opener cancels it to
+    // wake them once the device is open (or failed to open).
+    std::optional<asio::steady_timer> opened;
     bool closing = false;  // the last user left and waits for the device's background work
   };
 
@@ -84,23 +89,7 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 };
 
 void Server::Impl::start() {
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(options_.address, ec);
-  if (ec) {
-    throw std::system_error(ec, "iSCSI address '" + options_.address + "' is not an IP address");
-  }
-  asio::ip::tcp::endpoint endpoint(address, options_.port);
-  acceptor_->open(endpoint.protocol());
-  acceptor_->set_option(asio::socket_base::reuse_address(true));
-  acceptor_->bind(endpoint, ec);
-  if (ec == asio::error::address_in_use) {
-    throw std::system_error(ec, "iSCSI port " + std::to_string(options_.port) + " on " +
-                                    options_.address + " is already in use");
-  }
-  if (ec) {
-    throw std::system_error(ec, "cannot bind the iSCSI listener");
-  }
-  acceptor_->listen(asio::socket_base::max_listen_connections);
+  nbd::listen_tcp(*acceptor_, options_.address, options_.port, "iSCSI");
   asio::co_spawn(acceptor_->get_executor(), accept_loop(), asio::detached);
   started_ = true;
 }
@@ -251,18 +240,18 @@ Task<scsi::Device*> Server::Impl::open_device(blockmap::Volume& volume, DeviceSl
     slot->users++;
   }
   // Only this reactor touches the slot's fields: concurrent logins wait for the first open.
-  asio::steady_timer wait(volume.executor());
   while (slot->opening) {
-    wait.expires_after(std::chrono::milliseconds(1));
-    co_await wait.async_wait(use_tuple);
+    co_await slot->opened->async_wait(use_tuple);
   }
   if (!slot->device) {
     slot->opening = true;
+    slot->opened.emplace(volume.executor(), asio::steady_timer::time_point::max());
     // An lvalue, not the default argument: GCC 12 destroys a defaulted by-value coroutine
     // argument twice.
     scsi::DeviceOptions device_options = options_.device;
     auto device = co_await scsi::Device::open(volume, meta_, device_options);
     slot->opening = false;
+    slot->opened->cancel();
     if (!device) {
       CAIRN_LOG(error, "iscsi", "cannot open SCSI device for volume '{}': {}", volume.name(),
                 device.error().message());

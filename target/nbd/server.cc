@@ -14,6 +14,7 @@
 #include "target/nbd/connection_registry.h"
 #include "target/nbd/handshake.h"
 #include "target/nbd/socket_stream.h"
+#include "target/nbd/tcp_listener.h"
 #include "target/nbd/transmission.h"
 
 namespace cairn::target::nbd {
@@ -77,23 +78,7 @@ class Server::Impl {
 };
 
 void Server::Impl::listen_tcp() {
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(options_.address, ec);
-  if (ec) {
-    throw std::system_error(ec, "NBD address '" + options_.address + "' is not an IP address");
-  }
-  asio::ip::tcp::endpoint endpoint(address, options_.port);
-  tcp_->open(endpoint.protocol());
-  tcp_->set_option(asio::socket_base::reuse_address(true));
-  tcp_->bind(endpoint, ec);
-  if (ec == asio::error::address_in_use) {
-    throw std::system_error(ec, "NBD port " + std::to_string(options_.port) + " on " +
-                                    options_.address + " is already in use");
-  }
-  if (ec) {
-    throw std::system_error(ec, "cannot bind NBD listener");
-  }
-  tcp_->listen(asio::socket_base::max_listen_connections);
+  nbd::listen_tcp(*tcp_, options_.address, options_.port, "NBD");
 }
 
 void Server::Impl::listen_unix() {
