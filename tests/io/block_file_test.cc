@@ -150,63 +150,74 @@ class TempPath {
   std::string path_;
 };
 
-TEST(UringBlockFile, CreatesGrowsWritesReadsAndSyncs) {
+// A file of `initial_bytes` (created, O_DIRECT) on a temporary path, on a ring of its own.
+struct RingFile {
+  explicit RingFile(uint64_t initial_bytes) : ring(ctx, 8) {
+    UringBlockFile::Options options;
+    options.initial_size_bytes = initial_bytes;
+    auto opened = UringBlockFile::open(tmp.path(), options, &ring);
+    if (opened) {
+      file = std::move(*opened);
+    } else {
+      error = opened.error();
+    }
+  }
   asio::io_context ctx;
-  DiskRing ring(ctx, 8);
+  DiskRing ring;
   TempPath tmp;
-  UringBlockFile::Options options;
-  options.initial_size_bytes = 64 * 1024;
-  auto file = UringBlockFile::open(tmp.path(), options, &ring);
-  ASSERT_TRUE(file) << file.error().message();
-  EXPECT_EQ((*file)->size_bytes(), 64u * 1024);
-  EXPECT_TRUE((*file)->direct_io());
-  EXPECT_FALSE((*file)->is_block_device());
-  auto a = filled(3u << 20, 9);  // larger than one submission
-  EXPECT_EQ(test::run(ctx, (*file)->write(0, a.span())).error(), errc::invalid_argument);
-  ASSERT_TRUE(test::run(ctx, (*file)->grow(4u << 20)));
-  ASSERT_TRUE(test::run(ctx, (*file)->write(4096, a.span())));
-  ASSERT_TRUE(test::run(ctx, (*file)->sync()));
-  file->reset();
+  std::unique_ptr<UringBlockFile> file;  // null if the open failed (error says why)
+  std::error_code error;
+};
 
-  options.initial_size_bytes = 0;
-  auto again = UringBlockFile::open(tmp.path(), options, &ring);
+TEST(UringBlockFile, CreatesGrowsWritesReadsAndSyncs) {
+  RingFile f(64 * 1024);
+  ASSERT_TRUE(f.file) << f.error.message();
+  EXPECT_EQ(f.file->size_bytes(), 64u * 1024);
+  EXPECT_TRUE(f.file->direct_io());
+  EXPECT_FALSE(f.file->is_block_device());
+  auto a = filled(3u << 20, 9);  // larger than one submission
+  EXPECT_EQ(test::run(f.ctx, f.file->write(0, a.span())).error(), errc::invalid_argument);
+  ASSERT_TRUE(test::run(f.ctx, f.file->grow(4u << 20)));  // IORING_OP_FALLOCATE
+  ASSERT_TRUE(test::run(f.ctx, f.file->write(4096, a.span())));
+  ASSERT_TRUE(test::run(f.ctx, f.file->sync()));
+  f.file.reset();
+
+  auto again = UringBlockFile::open(f.tmp.path(), UringBlockFile::Options{}, &f.ring);
   ASSERT_TRUE(again);
   EXPECT_EQ((*again)->size_bytes(), 4u << 20);
   AlignedBuffer out(3u << 20);
-  ASSERT_TRUE(test::run(ctx, (*again)->read(4096, out.span())));
+  ASSERT_TRUE(test::run(f.ctx, (*again)->read(4096, out.span())));
   EXPECT_TRUE(same(out, a, 0, out.size()));
 }
 
 TEST(UringBlockFile, WritesAndReadsThroughRegisteredBuffers) {
-  asio::io_context ctx;
-  DiskRing ring(ctx, 8);
-  TempPath tmp;
-  UringBlockFile::Options options;
-  options.initial_size_bytes = 1 << 20;
-  auto file = UringBlockFile::open(tmp.path(), options, &ring);
-  ASSERT_TRUE(file);
+  RingFile f(1 << 20);
+  ASSERT_TRUE(f.file) << f.error.message();
+  auto& ctx = f.ctx;
+  auto& ring = f.ring;
+  auto& file = f.file;
   AlignedBuffer staging(256 * 1024);
-  (*file)->register_buffer(std::span<const std::byte>(staging.data(), staging.size()));
+  file->register_buffer(std::span<const std::byte>(staging.data(), staging.size()));
   ASSERT_GE(ring.fixed_slot(staging.data() + 8192, 4096), 0);
   EXPECT_EQ(ring.fixed_slot(staging.data() + 8192, staging.size()), -1);  // runs past it
   // Bytes put in the buffer after it was registered are the ones written: the kernel
   // pinned the buffer's pages, not a copy of them.
   auto a = filled(staging.size(), 21);
   std::memcpy(staging.data(), a.data(), staging.size());
-  ASSERT_TRUE(test::run(ctx, (*file)->write(0, staging.span().subspan(4096, 65536))));
+  ASSERT_TRUE(test::run(ctx, file->write(0, staging.span().subspan(4096, 65536))));
   AlignedBuffer out(65536);
-  ASSERT_TRUE(test::run(ctx, (*file)->read(0, out.span())));
+  ASSERT_TRUE(test::run(ctx, file->read(0, out.span())));
   EXPECT_TRUE(std::memcmp(out.data(), a.data() + 4096, 65536) == 0);
   // READ_FIXED into the registered buffer.
   std::memset(staging.data(), 0, staging.size());
-  ASSERT_TRUE(test::run(ctx, (*file)->read(0, staging.span().first(65536))));
+  ASSERT_TRUE(test::run(ctx, file->read(0, staging.span().first(65536))));
   EXPECT_TRUE(std::memcmp(staging.data(), a.data() + 4096, 65536) == 0);
 
-  (*file)->unregister_buffer(staging.data());
+  file->unregister_buffer(staging.data());
   EXPECT_EQ(ring.fixed_slot(staging.data(), 4096), -1);
-  (*file)->register_buffer(std::span<const std::byte>(staging.data(), staging.size()));
+  file->register_buffer(std::span<const std::byte>(staging.data(), staging.size()));
   EXPECT_GE(ring.fixed_slot(staging.data(), 4096), 0);
-  file->reset();  // a file releases what it registered
+  file.reset();  // a file releases what it registered
   EXPECT_EQ(ring.fixed_slot(staging.data(), 4096), -1);
 }
 
@@ -217,19 +228,17 @@ TEST(UringBlockFile, WritesAndReadsThroughRegisteredBuffers) {
 // completions) must complete and read back what was written.
 template <class LoseWakeUps>
 void round_trip_despite(LoseWakeUps lose_wake_ups, uint64_t unannounced) {
-  asio::io_context ctx;
-  DiskRing ring(ctx, 8);
-  TempPath tmp;
-  UringBlockFile::Options options;
-  options.initial_size_bytes = 64 * 1024;
-  auto file = UringBlockFile::open(tmp.path(), options, &ring);
-  ASSERT_TRUE(file);
+  RingFile f(64 * 1024);
+  ASSERT_TRUE(f.file) << f.error.message();
+  auto& ctx = f.ctx;
+  auto& ring = f.ring;
+  auto& file = f.file;
   lose_wake_ups(ring);
   auto a = filled(8192, 31);
-  ASSERT_TRUE(test::run(ctx, (*file)->write(0, a.span())));
-  ASSERT_TRUE(test::run(ctx, (*file)->sync()));
+  ASSERT_TRUE(test::run(ctx, file->write(0, a.span())));
+  ASSERT_TRUE(test::run(ctx, file->sync()));
   AlignedBuffer out(8192);
-  ASSERT_TRUE(test::run(ctx, (*file)->read(0, out.span())));
+  ASSERT_TRUE(test::run(ctx, file->read(0, out.span())));
   EXPECT_TRUE(same(out, a, 0, out.size()));
   EXPECT_EQ(ring.unannounced_completions(), unannounced);
   EXPECT_EQ(ring.in_flight(), 0u);
@@ -246,23 +255,22 @@ TEST(DiskRing, ReapsCompletionsThatNoWakeUpAnnounced) {
 }
 
 TEST(UringBlockFile, RejectsBadRequests) {
-  asio::io_context ctx;
-  DiskRing ring(ctx, 8);
-  TempPath tmp;
-  UringBlockFile::Options options;
-  options.initial_size_bytes = 8192;
-  auto file = UringBlockFile::open(tmp.path(), options, &ring);
-  ASSERT_TRUE(file);
+  RingFile f(8192);
+  ASSERT_TRUE(f.file) << f.error.message();
+  auto& ctx = f.ctx;
+  auto& ring = f.ring;
+  auto& file = f.file;
   AlignedBuffer buf(8192);
-  EXPECT_EQ(test::run(ctx, (*file)->read(100, buf.span().first(4096))).error(),
+  EXPECT_EQ(test::run(ctx, file->read(100, buf.span().first(4096))).error(),
             errc::invalid_argument);
-  EXPECT_EQ(test::run(ctx, (*file)->read(0, buf.span().subspan(512, 4096))).error(),
+  EXPECT_EQ(test::run(ctx, file->read(0, buf.span().subspan(512, 4096))).error(),
             errc::invalid_argument);
-  EXPECT_EQ(test::run(ctx, (*file)->write(8192, buf.span())).error(), errc::invalid_argument);
-  EXPECT_EQ(test::run(ctx, (*file)->grow(5000)).error(), errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, file->write(8192, buf.span())).error(), errc::invalid_argument);
+  EXPECT_EQ(test::run(ctx, file->grow(5000)).error(), errc::invalid_argument);
 
+  UringBlockFile::Options options;
   options.create = false;
-  auto missing = UringBlockFile::open(tmp.path() + ".missing", options, &ring);
+  auto missing = UringBlockFile::open(f.tmp.path() + ".missing", options, &ring);
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error(), std::errc::no_such_file_or_directory);
   auto dir = UringBlockFile::open("/tmp", options, &ring);
