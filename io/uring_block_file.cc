@@ -213,15 +213,10 @@ Task<Result<void>> UringBlockFile::grow(uint64_t new_size_bytes) {
       co_return r.error();
     }
   }
-  for (int attempt = 0;; ++attempt) {
-    auto [sync_ec, m] = co_await ring().async_fsync(fd_, false, use_tuple);
-    if (sync_ec && retryable(sync_ec) && attempt < kMaxRetries) {
-      continue;
-    }
-    if (sync_ec) {
-      co_return sync_ec;
-    }
-    break;
+  // The new size must survive a crash before anything relies on it (sync(): fdatasync
+  // semantics, which persist a size change).
+  if (auto r = co_await sync(); !r) {
+    co_return r;
   }
   size_bytes_ = std::max(size_bytes_, new_size_bytes);
   co_return Result<void>{};
