@@ -76,6 +76,8 @@ void Config::set(std::string_view key, std::string_view raw) {
     data_dir = value;
   } else if (key == "node.reactors") {
     reactors = u32();
+  } else if (key == "node.idle_poll_us") {
+    idle_poll_us = u32();
   } else if (key == "node.log_level") {
     log_level = value;
   } else if (key == "nbd.address") {

@@ -26,7 +26,8 @@ class ConfigError : public std::runtime_error {
 struct Config {
   // [node]
   std::string data_dir = "cairn-data";
-  unsigned reactors = 0;  // 0: one per core
+  unsigned reactors = 0;        // 0: one per core
+  unsigned idle_poll_us = 200;  // 0: a reactor sleeps as soon as it has nothing to run
   std::string log_level = "info";
 
   // [nbd]

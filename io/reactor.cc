@@ -1,5 +1,7 @@
 #include "io/reactor.h"
 
+#include <sched.h>
+
 #include "base/assert.h"
 
 namespace cairn::io {
@@ -7,8 +9,11 @@ namespace {
 thread_local Reactor* t_current = nullptr;
 }
 
-Reactor::Reactor(unsigned index, unsigned disk_queue_depth)
-    : index_(index), context_(1), disk_(std::make_unique<DiskRing>(context_, disk_queue_depth)) {}
+Reactor::Reactor(unsigned index, unsigned disk_queue_depth, std::chrono::microseconds idle_poll)
+    : index_(index),
+      idle_poll_(idle_poll),
+      context_(1),
+      disk_(std::make_unique<DiskRing>(context_, disk_queue_depth)) {}
 
 Reactor* Reactor::current() noexcept {
   return t_current;
@@ -18,17 +23,35 @@ void Reactor::run() {
   CAIRN_ASSERT(t_current == nullptr);
   t_current = this;
   auto guard = asio::make_work_guard(context_);
-  context_.run();
+  if (idle_poll_.count() == 0) {
+    context_.run();
+  } else {
+    // poll() runs ready handlers and reaps Asio's ring without entering the kernel; the
+    // disk ring's completions reach it through its eventfd, which is one of those
+    // operations. Only run_one() sleeps.
+    using Clock = std::chrono::steady_clock;
+    auto last = Clock::now();
+    while (!context_.stopped()) {
+      if (context_.poll() != 0) {
+        last = Clock::now();
+      } else if (Clock::now() - last < idle_poll_) {
+        sched_yield();
+      } else if (context_.run_one() != 0) {
+        last = Clock::now();
+      }
+    }
+  }
   t_current = nullptr;
 }
 
-ReactorPool::ReactorPool(unsigned count, unsigned disk_queue_depth) {
+ReactorPool::ReactorPool(unsigned count, unsigned disk_queue_depth,
+                         std::chrono::microseconds idle_poll) {
   if (count == 0) {
     count = std::max(1u, std::thread::hardware_concurrency());
   }
   reactors_.reserve(count);
   for (unsigned i = 0; i < count; ++i) {
-    reactors_.push_back(std::make_unique<Reactor>(i, disk_queue_depth));
+    reactors_.push_back(std::make_unique<Reactor>(i, disk_queue_depth, idle_poll));
   }
 }
 

@@ -251,7 +251,8 @@ int run_node(const Config& config, const NodeOptions& options) {
     io::ChunkHasher hasher(config.address_hash == "blake2b" ? io::ChunkHasher::Kind::blake2b
                                                             : io::ChunkHasher::Kind::xxh3,
                            secret);
-    io::ReactorPool reactors(config.reactors, config.disk_queue_depth);
+    io::ReactorPool reactors(config.reactors, config.disk_queue_depth,
+                             std::chrono::microseconds(config.idle_poll_us));
     NodeParts parts;
     asio::io_context& main = reactors.at(0).context();
     bool started = false;

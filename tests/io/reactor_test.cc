@@ -4,12 +4,15 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "base/asio.h"
 
@@ -153,6 +156,69 @@ TEST(ReactorPool, ShutdownDestroysFramesThatCrossReactors) {
       },
       asio::detached);
   pool.run();
+  pool.stop();
+  pool.join();
+  pool.shutdown();
+}
+
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+// Posts fn to the reactor and waits (at most 10 s) until it has run.
+template <class Fn>
+bool run_on(Reactor& reactor, Fn fn) {
+  std::atomic<bool> done{false};
+  asio::post(reactor.executor(), [&] {
+    fn();
+    done = true;
+  });
+  for (int i = 0; i < 10'000 && !done; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done;
+}
+
+// A reactor that keeps polling after its handlers (Reactor::run) runs work posted from other
+// threads, whether it arrives while the reactor polls or after it went to sleep; once the
+// window has passed it sleeps (its thread takes no CPU while idle); and stop() ends run()
+// while it polls.
+TEST(Reactor, IdlePollingRunsWorkThenSleeps) {
+  constexpr auto kWindow = std::chrono::milliseconds(20);
+  ReactorPool pool(2, 8, kWindow);
+  Reactor& reactor = pool.at(1);
+  pool.start();
+
+  std::atomic<unsigned> ran{0};
+  std::atomic<unsigned> on_reactor{0};
+  constexpr unsigned kPosts = 60;
+  for (unsigned i = 0; i < kPosts; ++i) {
+    asio::post(reactor.executor(), [&] {
+      on_reactor += Reactor::current() == &reactor ? 1 : 0;
+      ran++;
+    });
+    // Most arrive inside the window, every tenth after the reactor went back to sleep.
+    std::this_thread::sleep_for(i % 10 == 9 ? 2 * kWindow : std::chrono::microseconds(100));
+  }
+  for (int i = 0; i < 10'000 && ran < kPosts; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(ran, kPosts);
+  EXPECT_EQ(on_reactor, kPosts);
+
+  // Idle for 15 windows: a reactor that kept polling would take most of that time in CPU
+  // (yielding only to other runnable threads); one that sleeps takes about one window.
+  std::chrono::nanoseconds before{};
+  std::chrono::nanoseconds after{};
+  ASSERT_TRUE(run_on(reactor, [&] { before = thread_cpu_time(); }));
+  std::this_thread::sleep_for(15 * kWindow);
+  ASSERT_TRUE(run_on(reactor, [&] { after = thread_cpu_time(); }));
+  EXPECT_LT(after - before, 5 * kWindow);
+
+  // Stopped while it polls (it has just run a handler).
+  asio::post(reactor.executor(), [] {});
   pool.stop();
   pool.join();
   pool.shutdown();

@@ -9,12 +9,17 @@ TEST(Config, DefaultsNeedNoFile) {
   Config c;
   EXPECT_EQ(c.nbd_port, 10809);
   EXPECT_EQ(c.data_dir, "cairn-data");
+  EXPECT_EQ(c.idle_poll_us, 200u);
 }
 
 TEST(Config, FileOverridesSettings) {
   Config c;
-  c.load_text("# comment\n[nbd]\nport = 10900 # trailing\n[cache]\nread_bytes = 4M\n", "t");
+  c.load_text(
+      "# comment\n[nbd]\nport = 10900 # trailing\n[cache]\nread_bytes = 4M\n"
+      "[node]\nidle_poll_us = 0\n",
+      "t");
   EXPECT_EQ(c.nbd_port, 10900);
+  EXPECT_EQ(c.idle_poll_us, 0u);
   EXPECT_EQ(c.read_cache_bytes, 4u << 20);
 }
 
