@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/assert.h"
+
 namespace cairn::io {
 
 ChunkCache::ChunkCache(uint64_t budget_bytes) : budget_bytes_(budget_bytes) {
@@ -58,6 +60,41 @@ void ChunkCache::insert(const ChunkId& id, std::span<const std::byte> data) {
 void ChunkCache::erase(const ChunkId& id) {
   if (uint32_t b = locate(id); b != kNone) {
     retire(b);
+  }
+}
+
+void ChunkCache::insert_many(std::span<const ChunkId> ids,
+                             std::span<const std::span<const std::byte>> datas) {
+  CAIRN_ASSERT(ids.size() == datas.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i + kPrefetchAhead < ids.size()) {
+      prefetch_bucket(ids[i + kPrefetchAhead]);
+    }
+    insert(ids[i], datas[i]);
+  }
+}
+
+void ChunkCache::erase_many(std::span<const ChunkId> ids) {
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i + kPrefetchAhead < ids.size()) {
+      prefetch_bucket(ids[i + kPrefetchAhead]);
+    }
+    if (i + kPrefetchAhead / 2 < ids.size()) {
+      prefetch_entry(ids[i + kPrefetchAhead / 2]);
+    }
+    erase(ids[i]);
+  }
+}
+
+void ChunkCache::prefetch_bucket(const ChunkId& id) const noexcept {
+  __builtin_prefetch(&table_[tag_of(id) & mask_]);
+}
+
+void ChunkCache::prefetch_entry(const ChunkId& id) const noexcept {
+  const uint32_t tag = tag_of(id);
+  const Bucket& b = table_[tag & mask_];
+  if (b.slot != kNone && b.tag == tag) {
+    __builtin_prefetch(&slots_[b.slot]);
   }
 }
 

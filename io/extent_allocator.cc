@@ -1,5 +1,7 @@
 #include "io/extent_allocator.h"
 
+#include <algorithm>
+
 #include "base/assert.h"
 #include "io/block_file.h"
 
@@ -121,6 +123,17 @@ void ExtentAllocator::free(uint64_t offset_bytes, uint64_t length_bytes) {
   }
   insert_extent(offset_bytes, length_bytes);
   free_bytes_ += freed;
+}
+
+void ExtentAllocator::free_many(std::span<std::pair<uint64_t, uint64_t>> runs) {
+  std::sort(runs.begin(), runs.end());
+  for (std::size_t i = 0; i < runs.size();) {
+    auto [offset, length] = runs[i];
+    for (++i; i < runs.size() && runs[i].first == offset + length; ++i) {
+      length += runs[i].second;
+    }
+    free(offset, length);
+  }
 }
 
 void ExtentAllocator::extend(uint64_t new_end_bytes) {

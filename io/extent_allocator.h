@@ -21,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <utility>
 
 namespace cairn::io {
@@ -41,6 +42,10 @@ class ExtentAllocator {
   // is not free.
   [[nodiscard]] bool reserve(uint64_t offset_bytes, uint64_t length_bytes);
   void free(uint64_t offset_bytes, uint64_t length_bytes);
+  // Frees every (offset, length) run, in any order: sorted first and merged where runs touch,
+  // so the chunks of one overwritten put are one free() instead of one per chunk (each of
+  // which would erase and re-insert the growing extent in both trees). Sorts `runs`.
+  void free_many(std::span<std::pair<uint64_t, uint64_t>> runs);
   // Adds [end, new_end_bytes) as free space (the data file grew).
   void extend(uint64_t new_end_bytes);
 

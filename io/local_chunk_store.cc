@@ -670,19 +670,27 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
   for (const Plan::Fresh& f : plan.fresh) {
     fresh_bytes += f.data.size();
   }
-  const bool cache = fresh_bytes < kCacheBypassBytes || cache_has_room(fresh_bytes);
   for (const Plan::Fresh& f : plan.fresh) {
     Entry e{f.offset_bytes, f.checksum, static_cast<uint32_t>(f.data.size()), f.refs};
     if (auto p = co_await index_->put(f.id, e); !p) {
       co_return fail(p.error());
     }
     journal_add(f.id, e);
-    if (cache) {
-      std::lock_guard lock(cache_mutex_);
-      cache_.insert(f.id, f.data);
-    }
     referenced += f.data.size() * f.refs;
     physical += padded(f.data.size());
+  }
+  // Once indexed, all at once (ChunkCache::insert_many overlaps their cache misses).
+  if (fresh_bytes < kCacheBypassBytes || cache_has_room(fresh_bytes)) {
+    std::vector<ChunkId> ids;
+    std::vector<std::span<const std::byte>> datas;
+    ids.reserve(plan.fresh.size());
+    datas.reserve(plan.fresh.size());
+    for (const Plan::Fresh& f : plan.fresh) {
+      ids.push_back(f.id);
+      datas.push_back(f.data);
+    }
+    std::lock_guard lock(cache_mutex_);
+    cache_.insert_many(ids, datas);
   }
   update_stats([&](ChunkStoreStats& s) {
     s.chunks += plan.fresh.size();
@@ -713,6 +721,7 @@ Task<Result<void>> LocalChunkStore::drop_refs(const Counts& counts) {
       break;
     }
   }
+  forget_dropped();
   update_stats(
       [&](ChunkStoreStats& s) { s.referenced_bytes -= static_cast<uint64_t>(referenced); });
   co_return result;
@@ -1440,11 +1449,23 @@ Task<Result<void>> LocalChunkStore::ref_locked(std::span<const ChunkId> ids, int
       break;
     }
   }
+  forget_dropped();
   update_stats([&](ChunkStoreStats& s) {
     s.referenced_bytes =
         static_cast<uint64_t>(static_cast<int64_t>(s.referenced_bytes) + referenced);
   });
   co_return result;
+}
+
+void LocalChunkStore::forget_dropped() {
+  if (dropped_.empty()) {
+    return;
+  }
+  {
+    std::lock_guard lock(cache_mutex_);
+    cache_.erase_many(dropped_);
+  }
+  dropped_.clear();
 }
 
 Task<Result<void>> LocalChunkStore::drop(const ChunkId& id, const Entry& e) {
@@ -1453,12 +1474,10 @@ Task<Result<void>> LocalChunkStore::drop(const ChunkId& id, const Entry& e) {
   if (!erased) {
     co_return erased.error();
   }
-  // The space is reused only once the drop is journalled (flush_here).
+  // The space is reused only once the drop is journalled (flush_here), after the caller has
+  // erased the dropped chunks from the read cache (forget_dropped()).
   pending_frees_.emplace_back(e.offset_bytes, length);
-  {
-    std::lock_guard lock(cache_mutex_);
-    cache_.erase(id);
-  }
+  dropped_.push_back(id);
   update_stats([&](ChunkStoreStats& s) {
     --s.chunks;
     s.physical_bytes -= length;
@@ -1516,9 +1535,7 @@ Task<Result<void>> LocalChunkStore::flush_here() {
   if (!r) {
     co_return fail(r.error());
   }
-  for (auto [offset, length] : frees) {
-    allocator_.free(offset, length);
-  }
+  allocator_.free_many(frees);
   co_return Result<void>{};
 }
 
@@ -1533,9 +1550,7 @@ Task<Result<void>> LocalChunkStore::checkpoint_locked() {
     co_return fail(r.error());
   }
   pending_ops_.clear();
-  for (auto [offset, length] : pending_frees_) {
-    allocator_.free(offset, length);
-  }
+  allocator_.free_many(pending_frees_);
   pending_frees_.clear();
   if (index_overfull()) {
     if (auto g = co_await grow_index(); !g) {

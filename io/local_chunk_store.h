@@ -244,7 +244,12 @@ class LocalChunkStore final : public ChunkStore {
   Result<void> fail(std::error_code error);
   void journal_add(const ChunkId& id, const Entry& e);
   void journal_ref(const ChunkId& id, int32_t delta);
+  // Under the lock, for a chunk whose last reference went: erases its index entry and queues
+  // its space (pending_frees_) and its cache entry (dropped_).
   Task<Result<void>> drop(const ChunkId& id, const Entry& e);
+  // Erases the chunks drop() queued from the read cache, in one pass; before the lock is
+  // released, so that their space is never reused while they are cached.
+  void forget_dropped();
   void update_stats(const std::function<void(ChunkStoreStats&)>& f) const;
   [[nodiscard]] static uint64_t padded(uint64_t length_bytes) noexcept;
   [[nodiscard]] bool cache_has_room(uint64_t bytes) const;
@@ -273,6 +278,7 @@ class LocalChunkStore final : public ChunkStore {
   ChunkCache cache_;
   std::vector<std::byte> pending_ops_;                        // journal ops since the last flush
   std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // reusable after the flush
+  std::vector<ChunkId> dropped_;  // by drop(), to leave the read cache (forget_dropped())
   std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
   std::vector<AlignedBuffer> staging_pool_;  // one per put (and large get) in flight
   // Puts answered before their chunks were published, oldest first (Options::write_behind_puts).

@@ -109,7 +109,7 @@ TEST(ChunkCache, MatchesAMapThroughCollidingInsertsAndErases) {
   }
   for (int step = 0; step < 20000; ++step) {
     const ChunkId& id = ids[rng() % ids.size()];
-    switch (rng() % 3) {
+    switch (rng() % 4) {
       case 0: {
         auto data = bytes(64, static_cast<int>(step & 0xff));
         cache.insert(id, data);
@@ -120,6 +120,33 @@ TEST(ChunkCache, MatchesAMapThroughCollidingInsertsAndErases) {
         cache.erase(id);
         model.erase(id);
         break;
+      case 2: {
+        // The batch forms, over up to 20 ids (repeats included).
+        std::vector<ChunkId> batch;
+        for (uint64_t n = rng() % 21; n > 0; --n) {
+          batch.push_back(ids[rng() % ids.size()]);
+        }
+        if (rng() % 2 == 0) {
+          cache.erase_many(batch);
+          for (const ChunkId& b : batch) {
+            model.erase(b);
+          }
+          break;
+        }
+        std::vector<std::vector<std::byte>> datas;
+        std::vector<std::span<const std::byte>> spans;
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+          datas.push_back(bytes(64, static_cast<int>((step + k) & 0xff)));
+        }
+        for (const auto& d : datas) {
+          spans.emplace_back(d);
+        }
+        cache.insert_many(batch, spans);
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+          model[batch[k]] = datas[k];
+        }
+        break;
+      }
       default: {
         const auto* got = cache.find(id);
         auto want = model.find(id);

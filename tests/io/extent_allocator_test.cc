@@ -98,6 +98,26 @@ class Model {
   std::vector<bool> free_;
 };
 
+// The chunks of an overwritten 1 MiB put come back one 4 KiB run each, in any order: they
+// merge into one extent, with the free space around them.
+TEST(ExtentAllocator, FreeManyMergesTouchingRuns) {
+  ExtentAllocator a(0, 1024 * kBlock);
+  auto big = a.allocate(256 * kBlock);
+  auto other = a.allocate(8 * kBlock);
+  ASSERT_EQ(big, 0u);
+  ASSERT_EQ(other, 256 * kBlock);
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;
+  for (uint64_t b = 0; b < 256; ++b) {
+    pieces.emplace_back(b * kBlock, kBlock);
+  }
+  std::shuffle(pieces.begin(), pieces.end(), std::mt19937_64(3));
+  a.free_many(pieces);
+  EXPECT_EQ(a.extents(), 2u);
+  EXPECT_EQ(a.largest_extent_bytes(), (1024 - 264) * kBlock);
+  EXPECT_EQ(a.free_bytes(), (1024 - 8) * kBlock);
+  EXPECT_EQ(a.allocate_best_fit(256 * kBlock), 0u);
+}
+
 TEST(ExtentAllocator, BookkeepingMatchesAModelUnderRandomUse) {
   std::mt19937_64 rng(7);
   uint64_t blocks = 512;
@@ -118,6 +138,21 @@ TEST(ExtentAllocator, BookkeepingMatchesAModelUnderRandomUse) {
         got = run->first;
         want = run->second;
       }
+    } else if (op < 9 && !used.empty() && rng() % 4 == 0) {
+      // free_many() of a few runs cut into blocks, in random order.
+      std::vector<std::pair<uint64_t, uint64_t>> pieces;
+      for (int k = 0; k < 3 && !used.empty(); ++k) {
+        std::size_t i = rng() % used.size();
+        auto [off, len] = used[i];
+        used[i] = used.back();
+        used.pop_back();
+        for (uint64_t b = 0; b < len; b += kBlock) {
+          pieces.emplace_back(off + b, kBlock);
+        }
+        model.give(off, len);
+      }
+      std::shuffle(pieces.begin(), pieces.end(), rng);
+      a.free_many(pieces);
     } else if (op < 9 && !used.empty()) {
       std::size_t i = rng() % used.size();
       auto [off, len] = used[i];
