@@ -1,6 +1,7 @@
 #include "io/local_chunk_store.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 
@@ -679,18 +680,9 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
     referenced += f.data.size() * f.refs;
     physical += padded(f.data.size());
   }
-  // Once indexed, all at once (ChunkCache::insert_many overlaps their cache misses).
+  // Once indexed.
   if (fresh_bytes < kCacheBypassBytes || cache_has_room(fresh_bytes)) {
-    std::vector<ChunkId> ids;
-    std::vector<std::span<const std::byte>> datas;
-    ids.reserve(plan.fresh.size());
-    datas.reserve(plan.fresh.size());
-    for (const Plan::Fresh& f : plan.fresh) {
-      ids.push_back(f.id);
-      datas.push_back(f.data);
-    }
-    std::lock_guard lock(cache_mutex_);
-    cache_.insert_many(ids, datas);
+    insert_fresh(plan);
   }
   update_stats([&](ChunkStoreStats& s) {
     s.chunks += plan.fresh.size();
@@ -698,6 +690,24 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
     s.physical_bytes += physical;
   });
   co_return Result<void>{};
+}
+
+// In groups, each under its own hold of cache_mutex_: a reader on another reactor waits for
+// one group, never for a whole 1 MiB put (ChunkCache::insert_many overlaps the group's cache
+// misses).
+void LocalChunkStore::insert_fresh(const Plan& plan) {
+  constexpr std::size_t kGroup = 32;
+  std::array<ChunkId, kGroup> ids;
+  std::array<std::span<const std::byte>, kGroup> datas;
+  for (std::size_t i = 0; i < plan.fresh.size(); i += kGroup) {
+    const std::size_t n = std::min(kGroup, plan.fresh.size() - i);
+    for (std::size_t k = 0; k < n; ++k) {
+      ids[k] = plan.fresh[i + k].id;
+      datas[k] = plan.fresh[i + k].data;
+    }
+    std::lock_guard lock(cache_mutex_);
+    cache_.insert_many(std::span(ids.data(), n), std::span(datas.data(), n));
+  }
 }
 
 // Under the lock: drops references (journalled), reclaiming chunks that reach zero.

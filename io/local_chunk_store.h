@@ -250,6 +250,9 @@ class LocalChunkStore final : public ChunkStore {
   // Erases the chunks drop() queued from the read cache, in one pass; before the lock is
   // released, so that their space is never reused while they are cached.
   void forget_dropped();
+  // Copies a published put's new chunks into the read cache, a group at a time under
+  // cache_mutex_, with nothing allocated.
+  void insert_fresh(const Plan& plan);
   void update_stats(const std::function<void(ChunkStoreStats&)>& f) const;
   [[nodiscard]] static uint64_t padded(uint64_t length_bytes) noexcept;
   [[nodiscard]] bool cache_has_room(uint64_t bytes) const;
