@@ -247,6 +247,11 @@ class LocalChunkStore final : public ChunkStore {
   // Under the lock, for a chunk whose last reference went: erases its index entry and queues
   // its space (pending_frees_) and its cache entry (dropped_).
   Task<Result<void>> drop(const ChunkId& id, const Entry& e);
+  // After drop()'s index erase: queues the chunk's space and its cache entry for release.
+  void note_dropped(const ChunkId& id, const Entry& e);
+  // Writes back a changed reference count (`e.refs`; a chunk at zero is dropped), without
+  // suspending when the index pages are cached (PagedIndex::put_cached, erase_cached).
+  Task<Result<void>> set_refs(const ChunkId& id, const Entry& e);
   // Erases the chunks drop() queued from the read cache, in one pass; before the lock is
   // released, so that their space is never reused while they are cached.
   void forget_dropped();

@@ -311,10 +311,11 @@ Task<Result<PagedIndex::Found>> PagedIndex::locate(const ChunkId& id) {
   }
 }
 
-std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& id) {
+std::optional<PagedIndex::Found> PagedIndex::locate_cached(const ChunkId& id) {
   if (mutex_.locked()) {
     return std::nullopt;
   }
+  Found f;
   uint64_t page_no = bucket_of(id);
   for (uint64_t steps = 0; steps <= logical_pages(); ++steps) {
     Cached* c = cached(page_no);
@@ -324,10 +325,16 @@ std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& 
     auto& list = c->dirty ? dirty_lru_ : lru_;
     list.splice(list.begin(), list, c->lru);
     if (std::ptrdiff_t at = c->index_of(id); at >= 0) {
-      return std::optional<IndexEntry>(c->page.items[static_cast<std::size_t>(at)].entry);
+      f.page = c;
+      f.at = static_cast<std::size_t>(at);
+      return f;
     }
+    if (f.room == nullptr && c->page.items.size() < IndexPage::kCapacity) {
+      f.room = c;
+    }
+    f.last = c;
     if (c->page.next == 0) {
-      return std::optional<IndexEntry>();
+      return f;
     }
     page_no = c->page.next - 1;
     if (page_no < buckets_ || page_no >= logical_pages()) {
@@ -335,6 +342,54 @@ std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& 
     }
   }
   return std::nullopt;
+}
+
+std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& id) {
+  auto f = locate_cached(id);
+  if (!f) {
+    return std::nullopt;
+  }
+  if (f->page == nullptr) {
+    return std::optional<IndexEntry>();
+  }
+  return std::optional<IndexEntry>(f->page->page.items[f->at].entry);
+}
+
+// Neither adds a cached page, so the cache stays within its budget and needs no eviction.
+bool PagedIndex::put_cached(const ChunkId& id, const IndexEntry& entry) {
+  if (cached_bytes() > budget_bytes_) {
+    return false;
+  }
+  auto f = locate_cached(id);
+  if (!f) {
+    return false;
+  }
+  if (f->page != nullptr) {
+    f->page->page.items[f->at].entry = entry;
+    mark_dirty(*f->page);
+  } else if (f->room != nullptr) {
+    f->room->add(id, entry);
+    mark_dirty(*f->room);
+  } else {
+    return false;  // a new overflow page: put() links it
+  }
+  return true;
+}
+
+std::optional<bool> PagedIndex::erase_cached(const ChunkId& id) {
+  if (cached_bytes() > budget_bytes_) {
+    return std::nullopt;
+  }
+  auto f = locate_cached(id);
+  if (!f) {
+    return std::nullopt;
+  }
+  if (f->page == nullptr) {
+    return false;
+  }
+  f->page->remove_at(f->at);
+  mark_dirty(*f->page);
+  return true;
 }
 
 Task<Result<std::optional<IndexEntry>>> PagedIndex::find(ChunkId id) {
@@ -359,6 +414,9 @@ Task<Result<std::optional<IndexEntry>>> PagedIndex::find(ChunkId id) {
 }
 
 Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
+  if (put_cached(id, entry)) {
+    co_return Result<void>{};
+  }
   auto guard = co_await mutex_.scoped();
   auto f = co_await locate(id);
   if (!f) {
@@ -391,6 +449,9 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
 }
 
 Task<Result<bool>> PagedIndex::erase(ChunkId id) {
+  if (auto erased = erase_cached(id)) {
+    co_return *erased;
+  }
   auto guard = co_await mutex_.scoped();
   auto f = co_await locate(id);
   bool erased = false;

@@ -225,6 +225,71 @@ TEST(PagedIndex, FindsInACachedChainWithoutReadingTheDisk) {
   EXPECT_EQ(*seen, entry_for(3000));
 }
 
+// put_cached() and erase_cached() change a cached chain in place, and decline (changing
+// nothing) when the chain is not cached, when it would need a new overflow page, or while an
+// operation holds the lock.
+TEST(PagedIndex, CachedPutAndEraseChangeOnlyWhatTheyCan) {
+  SimIndex s(/*buckets=*/1, /*cache_bytes=*/64 * PagedIndex::kPageCostBytes);
+  s.open();
+  const ChunkId first{1, 1};
+  EXPECT_FALSE(s.index().put_cached(first, entry_for(1)));  // bucket 0 is not cached yet
+  EXPECT_FALSE(s.index().erase_cached(first).has_value());
+  s.put(first, entry_for(1));  // loads the bucket
+  // One bucket: fill its page through the fast path, then the next put needs an overflow page.
+  for (uint64_t k = 2; k <= IndexPage::kCapacity; ++k) {
+    ASSERT_TRUE(s.index().put_cached(ChunkId{k, k}, entry_for(k))) << k;
+  }
+  const ChunkId spill{999, 999};
+  EXPECT_FALSE(s.index().put_cached(spill, entry_for(999)));
+  EXPECT_EQ(s.index().overflow_pages(), 0u);
+  s.put(spill, entry_for(999));  // put() links the overflow page
+  EXPECT_EQ(s.index().overflow_pages(), 1u);
+  // Replace in place, erase present and absent ids.
+  EXPECT_TRUE(s.index().put_cached(first, entry_for(1, 5)));
+  EXPECT_EQ(s.index().erase_cached(ChunkId{2, 2}), std::optional<bool>(true));
+  EXPECT_EQ(s.index().erase_cached(ChunkId{2, 2}), std::optional<bool>(false));
+  EXPECT_EQ(s.index().erase_cached(spill), std::optional<bool>(true));
+  auto got = test::run(s.ctx(), s.index().find(first));
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ(**got, entry_for(1, 5));
+  for (const ChunkId& gone : {ChunkId{2, 2}, spill}) {
+    got = test::run(s.ctx(), s.index().find(gone));
+    ASSERT_TRUE(got);
+    EXPECT_FALSE(got->has_value());
+  }
+  // A checkpoint writes what the fast path changed, and a reopen reads it back.
+  auto c = s.checkpoint();
+  ASSERT_TRUE(c);
+  s.journal(*c);
+  s.open();
+  got = test::run(s.ctx(), s.index().find(ChunkId{IndexPage::kCapacity, IndexPage::kCapacity}));
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ(**got, entry_for(IndexPage::kCapacity));
+
+  // While a put() holds the lock (suspended reading a page), the fast paths decline.
+  s.open();
+  s.disk().set_yield(true);
+  bool checked = false;
+  asio::co_spawn(
+      s.ctx(), [&]() -> Task<void> { (void)co_await s.index().put(first, entry_for(7)); },
+      asio::detached);
+  asio::co_spawn(
+      s.ctx(),
+      [&]() -> Task<void> {
+        EXPECT_FALSE(s.index().put_cached(first, entry_for(8)));
+        EXPECT_FALSE(s.index().erase_cached(first).has_value());
+        checked = true;
+        co_return;
+      },
+      asio::detached);
+  s.ctx().restart();
+  s.ctx().run();
+  EXPECT_TRUE(checked);
+  got = test::run(s.ctx(), s.index().find(first));
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ(**got, entry_for(7));
+}
+
 // Random operations; each round ends in one of: a journalled checkpoint; a checkpoint whose
 // writes fail part way and then lose power (torn, dropped or kept writes); or a checkpoint that
 // completes on disk but is never journalled before the power cut. After every cut the index
