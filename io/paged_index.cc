@@ -361,17 +361,18 @@ bool PagedIndex::put_cached(const ChunkId& id, const IndexEntry& entry) {
     return false;
   }
   auto f = locate_cached(id);
-  if (!f) {
-    return false;
-  }
-  if (f->page != nullptr) {
-    f->page->page.items[f->at].entry = entry;
-    mark_dirty(*f->page);
-  } else if (f->room != nullptr) {
-    f->room->add(id, entry);
-    mark_dirty(*f->room);
+  return f && place(*f, id, entry);  // false: a new overflow page, which put() links
+}
+
+bool PagedIndex::place(const Found& f, const ChunkId& id, const IndexEntry& entry) {
+  if (f.page != nullptr) {
+    f.page->page.items[f.at].entry = entry;
+    mark_dirty(*f.page);
+  } else if (f.room != nullptr) {
+    f.room->add(id, entry);
+    mark_dirty(*f.room);
   } else {
-    return false;  // a new overflow page: put() links it
+    return false;
   }
   return true;
 }
@@ -423,13 +424,7 @@ Task<Result<void>> PagedIndex::put(ChunkId id, IndexEntry entry) {
     (void)co_await evict();
     co_return f.error();
   }
-  if (f->page != nullptr) {
-    f->page->page.items[f->at].entry = entry;
-    mark_dirty(*f->page);
-  } else if (f->room != nullptr) {
-    f->room->add(id, entry);
-    mark_dirty(*f->room);
-  } else {
+  if (!place(*f, id, entry)) {
     // The chain is full: link a new overflow page at its end.
     uint64_t page_no = logical_pages();
     ++overflow_pages_;

@@ -150,6 +150,9 @@ class PagedIndex {
   std::optional<Found> locate_cached(const ChunkId& id);
   // find() the same way.
   std::optional<std::optional<IndexEntry>> find_cached(const ChunkId& id);
+  // Writes `entry` for `id` into the chain `f` found: over its item, or into the first page
+  // with room. False, changing nothing, when the chain is full.
+  bool place(const Found& f, const ChunkId& id, const IndexEntry& entry);
   void mark_dirty(Cached& c);
   Task<Result<void>> evict();
   Task<Result<void>> write_back(Cached& c);
