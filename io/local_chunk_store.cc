@@ -1127,7 +1127,8 @@ struct LocalChunkStore::ReadBatch {
   std::vector<Run> runs;
   uint64_t staged_bytes = 0;
   AlignedBuffer staging;
-  bool pooled = false;  // staging came from staging_pool_ and is registered
+  bool pooled = false;        // staging came from staging_pool_ and is registered
+  uint64_t drops_before = 0;  // LocalChunkStore::drops_ when the pieces were looked up
   BlockFile& file;
 };
 
@@ -1213,6 +1214,7 @@ Task<Result<void>> LocalChunkStore::plan_pieces(ReadBatch& batch,
     ids[k] = batch.ids[misses[k]];
   }
   std::vector<std::optional<Entry>> found(misses.size());
+  batch.drops_before = drops_;
   ++index_readers_;
   auto looked_up = co_await index_->find_many(ids, found);
   --index_readers_;
@@ -1349,16 +1351,22 @@ Task<void> LocalChunkStore::read_run(ReadBatch& batch, std::size_t run_index) {
 // get() has always done with what it read (a large batch only while the cache has room),
 // or report their error.
 Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
-  std::vector<ChunkId> ids(batch.pieces.size());
-  for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
-    ids[p] = batch.pieces[p].id;
-  }
-  std::vector<std::optional<Entry>> now(ids.size());
-  ++index_readers_;
-  auto looked_up = co_await index_->find_many(ids, now);
-  --index_readers_;
-  if (!looked_up) {
-    co_return looked_up;
+  // Whether each piece is still indexed where it was read from. Only a drop removes an entry
+  // (and only after one can its space hold other bytes), so when no chunk was dropped since
+  // the pieces were looked up, every one is; otherwise look them up again.
+  std::vector<std::optional<Entry>> now;
+  if (drops_ != batch.drops_before) {
+    std::vector<ChunkId> ids(batch.pieces.size());
+    for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
+      ids[p] = batch.pieces[p].id;
+    }
+    now.resize(ids.size());
+    ++index_readers_;
+    auto looked_up = co_await index_->find_many(ids, now);
+    --index_readers_;
+    if (!looked_up) {
+      co_return looked_up;
+    }
   }
   uint64_t read_bytes = 0;
   for (const ReadBatch::Piece& piece : batch.pieces) {
@@ -1367,7 +1375,7 @@ Task<Result<void>> LocalChunkStore::finish_reads(ReadBatch& batch) {
   const bool cache = read_bytes < kCacheBypassBytes || cache_has_room(read_bytes);
   for (std::size_t p = 0; p < batch.pieces.size(); ++p) {
     const ReadBatch::Piece& piece = batch.pieces[p];
-    bool same = now[p] && now[p]->offset_bytes == piece.entry.offset_bytes;
+    const bool same = now.empty() || (now[p] && now[p]->offset_bytes == piece.entry.offset_bytes);
     std::error_code error = piece.error;
     if (error && !same) {
       error = make_error(errc::not_found);
@@ -1495,6 +1503,7 @@ void LocalChunkStore::note_dropped(const ChunkId& id, const Entry& e) {
   // erased the dropped chunks from the read cache (forget_dropped()).
   pending_frees_.emplace_back(e.offset_bytes, length);
   dropped_.push_back(id);
+  ++drops_;
   update_stats([&](ChunkStoreStats& s) {
     --s.chunks;
     s.physical_bytes -= length;

@@ -287,6 +287,9 @@ class LocalChunkStore final : public ChunkStore {
   std::vector<std::byte> pending_ops_;                        // journal ops since the last flush
   std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // reusable after the flush
   std::vector<ChunkId> dropped_;  // by drop(), to leave the read cache (forget_dropped())
+  // Chunks dropped since open: a batch read that saw no drop while it read needs no second
+  // index lookup to know its pieces are still where it read them (finish_reads()).
+  uint64_t drops_ = 0;
   std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
   std::vector<AlignedBuffer> staging_pool_;  // one per put (and large get) in flight
   // Puts answered before their chunks were published, oldest first (Options::write_behind_puts).

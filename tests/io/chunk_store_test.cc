@@ -730,6 +730,44 @@ TEST(LocalChunkStore, LargeBatchesBypassAFullReadCache) {
 
 // A damaged chunk in the middle of a run fails alone: the call reports the checksum mismatch,
 // the run's other chunks arrive intact, and the damaged one is never cached.
+// A read takes no lock: the chunk it is reading may be dropped meanwhile. It still returns
+// the chunk's own bytes (its space is not reused before the drop is flushed), but it must not
+// put the dropped chunk back into the read cache, or a later get() of an id nobody holds would
+// be served from there. finish_reads() looks the pieces up again whenever a drop happened.
+TEST(LocalChunkStore, AReadRacingADropDoesNotCacheTheDroppedChunk) {
+  SimStore s(128, 4u << 20, 256 * 1024, /*cache_bytes=*/4096);  // the cache holds one chunk
+  s.data().set_yield(true);  // the read suspends in its disk read; the drop runs then
+  ASSERT_TRUE(s.open());
+  Bytes a = test::pattern(4096, 81), c = test::pattern(4096, 82);
+  auto ids = s.put({a});
+  ASSERT_TRUE(ids);
+  const ChunkId id = (*ids)[0];
+  ASSERT_TRUE(s.put({c}));  // evicts a from the one-chunk cache: the next get reads the disk
+  ASSERT_TRUE(s.flush());
+
+  Bytes out(a.size());
+  std::optional<Result<void>> read;
+  bool dropped = false;
+  asio::co_spawn(
+      s.ctx(), [&]() -> Task<void> { read = co_await s.store().get(id, out); }, asio::detached);
+  asio::co_spawn(
+      s.ctx(),
+      [&]() -> Task<void> {
+        const ChunkId one[1] = {id};
+        auto r = co_await s.store().unref(one);
+        dropped = r.has_value();
+      },
+      asio::detached);
+  s.ctx().restart();
+  s.ctx().run();
+  ASSERT_TRUE(dropped);
+  ASSERT_TRUE(read.has_value());
+  ASSERT_TRUE(*read) << "the read was planned before the drop: it finds the chunk";
+  EXPECT_EQ(out, a);
+  EXPECT_EQ(s.refs(id), 0u);
+  EXPECT_EQ(s.get(id, a.size()).error(), errc::not_found);  // not from the cache
+}
+
 TEST(LocalChunkStore, GetManyReportsAChecksumFailureInsideARun) {
   SimStore s;
   ASSERT_TRUE(s.open());
