@@ -671,7 +671,16 @@ Task<Result<void>> LocalChunkStore::finish_put(Plan& plan, bool ok) {
   for (const Plan::Fresh& f : plan.fresh) {
     fresh_bytes += f.data.size();
   }
-  for (const Plan::Fresh& f : plan.fresh) {
+  std::array<ChunkId, PagedIndex::kPrefetchBatch> next;
+  for (std::size_t k = 0; k < plan.fresh.size(); ++k) {
+    if (k % next.size() == 0) {
+      const std::size_t n = std::min(next.size(), plan.fresh.size() - k);
+      for (std::size_t j = 0; j < n; ++j) {
+        next[j] = plan.fresh[k + j].id;
+      }
+      index_->prefetch(std::span(next).first(n));
+    }
+    const Plan::Fresh& f = plan.fresh[k];
     Entry e{f.offset_bytes, f.checksum, static_cast<uint32_t>(f.data.size()), f.refs};
     if (!index_->put_cached(f.id, e)) {
       if (auto p = co_await index_->put(f.id, e); !p) {
@@ -1436,30 +1445,45 @@ Task<Result<void>> LocalChunkStore::ref_locked(std::span<const ChunkId> ids, int
   if (failure_) {
     co_return failure_;
   }
-  // Check the whole call first, so it applies entirely or not at all.
-  std::unordered_map<ChunkId, std::pair<uint32_t, Entry>, ChunkIdHash> counts;
-  for (const ChunkId& id : ids) {
-    ++counts[id].first;
-  }
-  for (auto& [id, c] : counts) {
-    auto found = co_await index_->find(id);
-    if (!found) {
-      co_return found.error();
+  // Each id once, with how often the call names it.
+  std::vector<ChunkId> unique;
+  std::vector<uint32_t> times;
+  unique.reserve(ids.size());
+  times.reserve(ids.size());
+  {
+    std::unordered_map<ChunkId, std::size_t, ChunkIdHash> at;
+    at.reserve(ids.size());
+    for (const ChunkId& id : ids) {
+      auto [it, added] = at.try_emplace(id, unique.size());
+      if (added) {
+        unique.push_back(id);
+        times.push_back(0);
+      }
+      ++times[it->second];
     }
-    if (!*found) {
+  }
+  // Check the whole call first, so it applies entirely or not at all.
+  std::vector<std::optional<Entry>> found(unique.size());
+  if (auto r = co_await index_->find_many(unique, found); !r) {
+    co_return r;
+  }
+  for (std::size_t i = 0; i < unique.size(); ++i) {
+    if (!found[i]) {
       co_return make_error(errc::not_found);
     }
-    c.second = **found;
-    uint32_t n = c.first;
-    if (sign < 0 ? n > c.second.refs : uint64_t{c.second.refs} + n > UINT32_MAX) {
+    if (sign < 0 ? times[i] > found[i]->refs : uint64_t{found[i]->refs} + times[i] > UINT32_MAX) {
       co_return make_error(errc::invalid_argument);
     }
   }
   int64_t referenced = 0;
   Result<void> result;
-  for (auto& [id, c] : counts) {
-    Entry& e = c.second;
-    int64_t delta = sign * static_cast<int64_t>(c.first);
+  for (std::size_t i = 0; i < unique.size(); ++i) {
+    if (i % PagedIndex::kPrefetchBatch == 0) {
+      index_->prefetch(std::span(unique).subspan(i));
+    }
+    const ChunkId& id = unique[i];
+    Entry& e = *found[i];
+    int64_t delta = sign * static_cast<int64_t>(times[i]);
     journal_ref(id, static_cast<int32_t>(delta));
     referenced += delta * e.length_bytes;
     e.refs = static_cast<uint32_t>(e.refs + delta);

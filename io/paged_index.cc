@@ -20,6 +20,7 @@ constexpr uint32_t kTableMagic = 0x54584943;  // "CIXT"
 constexpr uint32_t kTableVersion = 1;
 constexpr uint64_t kTableSeed = 0x636169726e2d7462ull;  // "cairn-tb"
 constexpr uint64_t kScanBatchPages = 32;
+constexpr std::size_t kCacheLineBytes = 64;
 
 // Block 0 of the table file.
 struct TableHeader {
@@ -205,8 +206,7 @@ Result<void> PagedIndex::choose(std::span<const std::byte> pair, uint64_t page_n
 
 Task<Result<PagedIndex::Cached*>> PagedIndex::load(uint64_t page_no) {
   if (Cached* c = cached(page_no)) {
-    auto& list = c->dirty ? dirty_lru_ : lru_;
-    list.splice(list.begin(), list, c->lru);
+    c->referenced = true;
     co_return c;
   }
   auto c = std::make_unique<Cached>();
@@ -246,12 +246,30 @@ void PagedIndex::mark_dirty(Cached& c) {
   }
 }
 
+// A page used since it last reached the back of its list is passed over once: moved to the
+// front with its mark cleared. Every page is passed over at most once per call, so a call
+// moves at most as many pages as there are.
+bool PagedIndex::second_chance(std::list<uint64_t>& list) {
+  Cached* c = cached(list.back());
+  if (!c->referenced) {
+    return false;
+  }
+  c->referenced = false;
+  list.splice(list.begin(), list, c->lru);
+  return true;
+}
+
 Task<Result<void>> PagedIndex::evict() {
   while (cached_bytes() > budget_bytes_ && !lru_.empty()) {
-    drop_cached(lru_.back());
-    lru_.pop_back();
+    if (!second_chance(lru_)) {
+      drop_cached(lru_.back());
+      lru_.pop_back();
+    }
   }
   while (cached_bytes() > budget_bytes_ && repaired_ && !dirty_lru_.empty()) {
+    if (second_chance(dirty_lru_)) {
+      continue;
+    }
     uint64_t page_no = dirty_lru_.back();
     if (auto r = co_await write_back(*cached(page_no)); !r) {
       co_return r;
@@ -322,8 +340,7 @@ std::optional<PagedIndex::Found> PagedIndex::locate_cached(const ChunkId& id) {
     if (c == nullptr) {
       return std::nullopt;
     }
-    auto& list = c->dirty ? dirty_lru_ : lru_;
-    list.splice(list.begin(), list, c->lru);
+    c->referenced = true;
     if (std::ptrdiff_t at = c->index_of(id); at >= 0) {
       f.page = c;
       f.at = static_cast<std::size_t>(at);
@@ -342,6 +359,27 @@ std::optional<PagedIndex::Found> PagedIndex::locate_cached(const ChunkId& id) {
     }
   }
   return std::nullopt;
+}
+
+// Two passes, so the loads of each pass are independent and overlap: the slots of pages_,
+// then the pages those slots point to.
+void PagedIndex::prefetch(std::span<const ChunkId> ids) const noexcept {
+  const std::size_t n = std::min(ids.size(), kPrefetchBatch);
+  std::array<uint64_t, kPrefetchBatch> page_nos;
+  for (std::size_t i = 0; i < n; ++i) {
+    page_nos[i] = bucket_of(ids[i]);
+    if (page_nos[i] < pages_.size()) {
+      __builtin_prefetch(&pages_[page_nos[i]]);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (const Cached* c = cached(page_nos[i])) {
+      const auto* bytes = reinterpret_cast<const char*>(c);
+      for (std::size_t at = 0; at < sizeof(Cached); at += kCacheLineBytes) {
+        __builtin_prefetch(bytes + at);
+      }
+    }
+  }
 }
 
 std::optional<std::optional<IndexEntry>> PagedIndex::find_cached(const ChunkId& id) {
@@ -473,6 +511,9 @@ Task<Result<void>> PagedIndex::find_many(std::span<const ChunkId> ids,
   // Every chain cached and no operation mid-way: answered without the lock (see find()).
   std::size_t answered = 0;
   while (answered < ids.size()) {
+    if (answered % kPrefetchBatch == 0) {
+      prefetch(ids.subspan(answered));
+    }
     auto hit = find_cached(ids[answered]);
     if (!hit) {
       break;

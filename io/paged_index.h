@@ -1,5 +1,5 @@
 // PagedIndex: the chunk store's index (chunk id -> IndexEntry) as an on-disk hash table of
-// 4 KiB bucket pages, paged through an LRU cache whose size is bounded by a budget. Format and
+// 4 KiB bucket pages, paged through a CLOCK cache whose size is bounded by a budget. Format and
 // crash argument: docs/on-disk-format.md, "Index table".
 //
 // Every logical page (a bucket, or an overflow page chained from one) has two 4 KiB slots in
@@ -15,7 +15,8 @@
 //
 // RAM: cached_bytes() counts every cached page at a fixed cost (kPageCostBytes, the page's
 // decoded size at full capacity plus bookkeeping). Whenever an operation ends above the
-// budget, clean pages are evicted, least recently used first, and then dirty ones are written
+// budget, clean pages are evicted, least recently used first (CLOCK: the oldest page not used
+// since eviction last passed it), and then dirty ones are written
 // back: stamped with the coming checkpoint's number, into the slot that checkpoint would use
 // (no sync). Recovery ignores them until the journal names that checkpoint complete; in
 // memory, a page read back takes such a version as its contents. Before scan() has erased the
@@ -84,6 +85,13 @@ class PagedIndex {
   // to cached pages then costs no coroutine frame per change.
   bool put_cached(const ChunkId& id, const IndexEntry& entry);
   std::optional<bool> erase_cached(const ChunkId& id);
+  // Starts bringing the cached pages of the ids' buckets into the CPU's cache, without
+  // waiting: the lookups that follow then take their memory latency together, not one id
+  // after another (a lookup of a random bucket otherwise waits for DRAM two or three times).
+  // At most kPrefetchBatch ids are used, so that the pages still fit in the L1 data cache;
+  // batch loops call it once per group. Changes nothing.
+  static constexpr std::size_t kPrefetchBatch = 32;
+  void prefetch(std::span<const ChunkId> ids) const noexcept;
   // Writes every dirty page (new checkpoint sequence number) and syncs the file. The owner
   // journals the returned state; pages become evictable.
   Task<Result<Checkpoint>> checkpoint();
@@ -94,7 +102,7 @@ class PagedIndex {
   // Puts every entry into `to` (a table being built to replace this one; growing the table),
   // bucket by bucket, each bucket's chain in order. When to.buckets() is a multiple of
   // buckets(), the entries of bucket b land in buckets b, b + buckets(), ..., so `to` fills
-  // its pages in order and its LRU writes them back in order. Call after scan(), with no
+  // its pages in order and its eviction writes them back in order. Call after scan(), with no
   // dirty page (right after checkpoint()). This index's cached pages are dropped first, so
   // the copy holds `to`'s budget plus one page pair of RAM; this index stays usable.
   Task<Result<void>> copy_to(PagedIndex& to);
@@ -120,6 +128,9 @@ class PagedIndex {
     alignas(kTagLanes) std::array<uint8_t, kTagCapacity> tags{};
     int current_slot = -1;  // the slot of the newest version of a complete checkpoint; -1: none
     bool dirty = false;
+    // Used since eviction last passed it (CLOCK): a lookup sets it, eviction clears it, and
+    // no lookup moves list nodes (splicing on every access cost two cache misses a lookup).
+    bool referenced = false;
     std::list<uint64_t>::iterator lru;  // in lru_ when clean, in dirty_lru_ when dirty
 
     // The position of `id` in page.items, or -1.
@@ -155,6 +166,8 @@ class PagedIndex {
   bool place(const Found& f, const ChunkId& id, const IndexEntry& entry);
   void mark_dirty(Cached& c);
   Task<Result<void>> evict();
+  // evict()'s CLOCK step on the back of `list`: true if that page was passed over.
+  bool second_chance(std::list<uint64_t>& list);
   Task<Result<void>> write_back(Cached& c);
   [[nodiscard]] uint64_t slot_offset(uint64_t page_no, int slot) const noexcept;
   [[nodiscard]] uint64_t logical_pages() const noexcept { return buckets_ + overflow_pages_; }
