@@ -662,8 +662,9 @@ TEST(LocalChunkStore, GetManyReadsOnlyTheCacheMisses) {
   EXPECT_EQ(s.data().reads() - reads, 3u);
 }
 
-// Once the read cache is full, a large put or batch read (a streaming 1M write, a cold 1M
-// read) passes it by instead of evicting the working set; while it has room, both fill it.
+// A large put (a streaming 1M write) never enters the read cache, and once the cache is full a
+// large batch read (a cold 1M read) passes it by too, instead of evicting the working set;
+// while the cache has room, a large batch read fills it.
 TEST(LocalChunkStore, LargeBatchesBypassAFullReadCache) {
   constexpr uint64_t kCache = 512 * 1024;
   SimStore s(128, 8u << 20, 256 * 1024, kCache);
@@ -716,11 +717,17 @@ TEST(LocalChunkStore, LargeBatchesBypassAFullReadCache) {
   EXPECT_EQ(few_outs, few);
   EXPECT_EQ(s.store().stats().cache_hits - hits, few.size());
 
-  // A cache with room takes a large put whole.
+  // A cache with room still does not take a large put (writes go around it), but a large
+  // batch read fills it.
   SimStore roomy(128, 8u << 20, 256 * 1024, 4u << 20);
   ASSERT_TRUE(roomy.open());
   auto ids = roomy.put(big);
   ASSERT_TRUE(ids);
+  misses = roomy.store().stats().cache_misses;
+  outs.assign(big.size(), Bytes(4096));
+  ASSERT_TRUE(roomy.get_many(*ids, outs));
+  EXPECT_EQ(outs, big);
+  EXPECT_EQ(roomy.store().stats().cache_misses - misses, big.size());
   hits = roomy.store().stats().cache_hits;
   outs.assign(big.size(), Bytes(4096));
   ASSERT_TRUE(roomy.get_many(*ids, outs));
