@@ -32,6 +32,23 @@ enum class Op : uint8_t {
   table_checkpoint = 4,
   table_switch = 5
 };
+// The two records a put or a reference change appends (one per chunk), as they lie in the
+// journal: little-endian (ByteWriter's encoding), unpadded. Appended with one copy each:
+// seven small vector inserts per record cost 3.5% of a 1M write.
+struct [[gnu::packed]] AddRecord {
+  Op op = Op::add;
+  uint64_t id_lo, id_hi, offset_bytes;
+  uint32_t length_bytes;
+  uint64_t checksum;
+  uint32_t refs;
+};
+static_assert(sizeof(AddRecord) == 1 + 8 + 8 + 8 + 4 + 8 + 4);
+struct [[gnu::packed]] RefRecord {
+  Op op = Op::ref;
+  uint64_t id_lo, id_hi;
+  int32_t delta;
+};
+static_assert(sizeof(RefRecord) == 1 + 8 + 8 + 4);
 constexpr std::size_t kTableCheckpointBytes = 1 + 8 + 8;
 constexpr std::size_t kTableSwitchBytes = 1 + 8 + 8 + 8 + 8;
 // Index buckets per data-file block at creation: a file full of 4 KiB chunks fills the 100-entry
@@ -342,27 +359,23 @@ Task<Result<void>> LocalChunkStore::apply_record(std::span<const std::byte> reco
   co_return Result<void>{};
 }
 
+template <class Record>
+void LocalChunkStore::journal(const Record& r) {
+  const auto* p = reinterpret_cast<const std::byte*>(&r);
+  pending_ops_.insert(pending_ops_.end(), p, p + sizeof r);
+}
+
 void LocalChunkStore::journal_add(const ChunkId& id, const Entry& e) {
-  ByteWriter w;
-  w.put(static_cast<uint8_t>(Op::add));
-  w.put(id.lo);
-  w.put(id.hi);
-  w.put(e.offset_bytes);
-  w.put(e.length_bytes);
-  w.put(e.checksum);
-  w.put(e.refs);
-  auto b = w.bytes();
-  pending_ops_.insert(pending_ops_.end(), b.begin(), b.end());
+  journal(AddRecord{.id_lo = id.lo,
+                    .id_hi = id.hi,
+                    .offset_bytes = e.offset_bytes,
+                    .length_bytes = e.length_bytes,
+                    .checksum = e.checksum,
+                    .refs = e.refs});
 }
 
 void LocalChunkStore::journal_ref(const ChunkId& id, int32_t delta) {
-  ByteWriter w;
-  w.put(static_cast<uint8_t>(Op::ref));
-  w.put(id.lo);
-  w.put(id.hi);
-  w.put(delta);
-  auto b = w.bytes();
-  pending_ops_.insert(pending_ops_.end(), b.begin(), b.end());
+  journal(RefRecord{.id_lo = id.lo, .id_hi = id.hi, .delta = delta});
 }
 
 void LocalChunkStore::update_stats(const std::function<void(ChunkStoreStats&)>& f) const {
@@ -1448,23 +1461,22 @@ Task<Result<void>> LocalChunkStore::ref_locked(std::span<const ChunkId> ids, int
   if (failure_) {
     co_return failure_;
   }
-  // Each id once, with how often the call names it.
-  std::vector<ChunkId> unique;
+  // Each id once, with how often the call names it (sorted: no node per id, as a hash map
+  // would allocate).
+  std::vector<ChunkId> unique(ids.begin(), ids.end());
+  std::sort(unique.begin(), unique.end());
   std::vector<uint32_t> times;
-  unique.reserve(ids.size());
-  times.reserve(ids.size());
-  {
-    std::unordered_map<ChunkId, std::size_t, ChunkIdHash> at;
-    at.reserve(ids.size());
-    for (const ChunkId& id : ids) {
-      auto [it, added] = at.try_emplace(id, unique.size());
-      if (added) {
-        unique.push_back(id);
-        times.push_back(0);
-      }
-      ++times[it->second];
+  times.reserve(unique.size());
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < unique.size(); ++i) {
+    if (kept != 0 && unique[kept - 1] == unique[i]) {
+      ++times.back();
+    } else {
+      unique[kept++] = unique[i];
+      times.push_back(1);
     }
   }
+  unique.resize(kept);
   // Check the whole call first, so it applies entirely or not at all.
   std::vector<std::optional<Entry>> found(unique.size());
   if (auto r = co_await index_->find_many(unique, found); !r) {

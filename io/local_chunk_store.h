@@ -242,6 +242,9 @@ class LocalChunkStore final : public ChunkStore {
   [[nodiscard]] bool index_overfull() const;
   void note_index_ram();
   Result<void> fail(std::error_code error);
+  // Appends one journal record (AddRecord, RefRecord) to pending_ops_.
+  template <class Record>
+  void journal(const Record& r);
   void journal_add(const ChunkId& id, const Entry& e);
   void journal_ref(const ChunkId& id, int32_t delta);
   // Under the lock, for a chunk whose last reference went: erases its index entry and queues

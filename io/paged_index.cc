@@ -67,9 +67,9 @@ uint8_t PagedIndex::Cached::tag_of(const ChunkId& id) noexcept {
                               56);
 }
 
-std::ptrdiff_t PagedIndex::Cached::index_of(const ChunkId& id) const noexcept {
+template <class Visit>
+std::ptrdiff_t PagedIndex::Cached::first_tag_match(uint8_t tag, Visit&& accept) const noexcept {
   const std::size_t n = page.items.size();
-  const uint8_t tag = tag_of(id);
 #if defined(__SSE2__)
   const __m128i want = _mm_set1_epi8(static_cast<char>(tag));
   for (std::size_t base = 0; base < n; base += kTagLanes) {
@@ -80,7 +80,7 @@ std::ptrdiff_t PagedIndex::Cached::index_of(const ChunkId& id) const noexcept {
     }
     while (hits != 0) {
       const std::size_t i = base + static_cast<std::size_t>(__builtin_ctz(hits));
-      if (page.items[i].id == id) {
+      if (accept(i)) {
         return static_cast<std::ptrdiff_t>(i);
       }
       hits &= hits - 1;
@@ -88,12 +88,16 @@ std::ptrdiff_t PagedIndex::Cached::index_of(const ChunkId& id) const noexcept {
   }
 #else
   for (std::size_t i = 0; i < n; ++i) {
-    if (tags[i] == tag && page.items[i].id == id) {
+    if (tags[i] == tag && accept(i)) {
       return static_cast<std::ptrdiff_t>(i);
     }
   }
 #endif
   return -1;
+}
+
+std::ptrdiff_t PagedIndex::Cached::index_of(const ChunkId& id) const noexcept {
+  return first_tag_match(tag_of(id), [&](std::size_t i) { return page.items[i].id == id; });
 }
 
 void PagedIndex::Cached::add(const ChunkId& id, const IndexEntry& entry) {
@@ -377,6 +381,17 @@ void PagedIndex::prefetch(std::span<const ChunkId> ids) const noexcept {
       const auto* bytes = reinterpret_cast<const char*>(c);
       for (std::size_t at = 0; at < sizeof(Cached); at += kCacheLineBytes) {
         __builtin_prefetch(bytes + at);
+      }
+    }
+  }
+  // Then the item the id's tag points to, if any: the one a lookup will compare (a hit, or
+  // for an absent id rarely a tag collision). This pass waits for the pages' lines once.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (const Cached* c = cached(page_nos[i])) {
+      const std::ptrdiff_t at =
+          c->first_tag_match(Cached::tag_of(ids[i]), [](std::size_t) { return true; });
+      if (at >= 0) {
+        __builtin_prefetch(&c->page.items[static_cast<std::size_t>(at)]);
       }
     }
   }

@@ -135,6 +135,9 @@ class PagedIndex {
 
     // The position of `id` in page.items, or -1.
     [[nodiscard]] std::ptrdiff_t index_of(const ChunkId& id) const noexcept;
+    // The first position whose tag is `tag` and that accept(position) takes, or -1.
+    template <class Visit>
+    std::ptrdiff_t first_tag_match(uint8_t tag, Visit&& accept) const noexcept;
     [[nodiscard]] static uint8_t tag_of(const ChunkId& id) noexcept;
     void add(const ChunkId& id, const IndexEntry& entry);
     void remove_at(std::size_t i);  // moves the last item into i
