@@ -20,7 +20,7 @@
 #
 # All servers run at once on loopback ports; every export is preconditioned with random data
 # (fio --refill_buffers), checked for physical bytes and BLOCK_STATUS allocation, and read once
-# sequentially. Every fio run passes --randrepeat=0: with fio's default fixed seed each run
+# sequentially (and read so again before every later run). Every fio run passes --randrepeat=0: with fio's default fixed seed each run
 # fills its buffers with the same byte stream, so the write cells would rewrite the
 # preconditioning data and cairnd would deduplicate them (a byte comparison, no write). Then, N times: for each cell of the matrix, each server in turn. The report
 # (markdown, to stdout and --out) gives medians and cairnd/peer ratios.
@@ -195,7 +195,15 @@ precondition() {
   allocated="$(bench_allocated_bytes "${uri[$name]}" 2>/dev/null || echo n/a)"
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$size_bytes" "$physical" "$allocated" "$method" \
     >>"$results/precondition.tsv"
-  # One sequential read so that "hot" servers hold the working set.
+  warm "$name"
+}
+
+# warm NAME: one sequential read of the whole export, so that "hot" servers hold the working
+# set. After preconditioning, and again before every later run: the write cells of a run
+# replace the data, and cairnd's read cache does not take large writes (write-around), so
+# without it runs 2..N of the read cells would find a hot cairnd cold.
+warm() {
+  local name="$1"
   fio --name=warm --ioengine=nbd --uri="${uri[$name]}" --rw=read --bs=1M --iodepth=8 \
     --size="$size_bytes" --output-format=json --output="$workdir/$name.warm.json" >/dev/null ||
     bench_die "warm-up read of $name failed"
@@ -242,6 +250,12 @@ run_cell() {
 }
 
 for ((run = 1; run <= runs; run++)); do
+  if ((run > 1)); then
+    for name in "${active[@]}"; do
+      bench_log "run $run/$runs: warm-up read of $name"
+      warm "$name"
+    done
+  fi
   for cell in "${cells[@]}"; do
     for name in "${active[@]}"; do
       # The cold instance exists for read cells only.
