@@ -365,8 +365,8 @@ std::optional<PagedIndex::Found> PagedIndex::locate_cached(const ChunkId& id) {
   return std::nullopt;
 }
 
-// Two passes, so the loads of each pass are independent and overlap: the slots of pages_,
-// then the pages those slots point to.
+// Three passes, each of whose loads are independent of each other and so overlap: the slots
+// of pages_, then the pages those slots point to, then one item of each page.
 void PagedIndex::prefetch(std::span<const ChunkId> ids) const noexcept {
   const std::size_t n = std::min(ids.size(), kPrefetchBatch);
   std::array<uint64_t, kPrefetchBatch> page_nos;
