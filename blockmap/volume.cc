@@ -239,7 +239,8 @@ Task<Result<void>> Volume::map_chunks(uint64_t first_index, std::span<const io::
 
 // Holds the locks. Stores whole chunks (all-zero ones become holes) and maps them.
 Task<Result<void>> Volume::store_chunks(uint64_t first_index,
-                                        std::span<const std::span<const std::byte>> chunks) {
+                                        std::span<const std::span<const std::byte>> chunks,
+                                        io::AlignedBuffer* donor) {
   std::vector<io::ChunkId> ids(chunks.size());
   std::vector<std::span<const std::byte>> to_put;
   std::vector<std::size_t> slots;
@@ -251,7 +252,13 @@ Task<Result<void>> Volume::store_chunks(uint64_t first_index,
   }
   if (!to_put.empty()) {
     std::vector<io::ChunkId> put_ids(to_put.size());
-    if (auto r = co_await store_.put(to_put, put_ids); !r) {
+    Result<void> r;
+    if (donor != nullptr) {
+      r = co_await store_.put_from(*donor, to_put, put_ids);
+    } else {
+      r = co_await store_.put(to_put, put_ids);
+    }
+    if (!r) {
       co_return store_error(r.error());
     }
     for (std::size_t k = 0; k < slots.size(); ++k) {
@@ -262,7 +269,10 @@ Task<Result<void>> Volume::store_chunks(uint64_t first_index,
 }
 
 // Holds the locks. Whole chunks go straight to the store; partial ones are read-modify-write.
-Task<Result<void>> Volume::write_locked(uint64_t offset_bytes, std::span<const std::byte> data) {
+// `donor` (data's buffer) goes with the last batch only: once the store may have taken it,
+// `data` is not read again.
+Task<Result<void>> Volume::write_locked(uint64_t offset_bytes, std::span<const std::byte> data,
+                                        io::AlignedBuffer* donor) {
   const uint64_t cs = config_.chunk_size_bytes;
   std::vector<std::byte> head, tail;
   std::vector<std::span<const std::byte>> batch;
@@ -284,7 +294,8 @@ Task<Result<void>> Volume::write_locked(uint64_t offset_bytes, std::span<const s
     batch.push_back(chunk);
     done += n;
     if (batch.size() * cs >= kBytesPerBatch || done == data.size()) {
-      if (auto r = co_await store_chunks(batch_first, batch); !r) {
+      io::AlignedBuffer* last = done == data.size() ? donor : nullptr;
+      if (auto r = co_await store_chunks(batch_first, batch, last); !r) {
         co_return r;
       }
       batch_first += batch.size();
@@ -303,6 +314,17 @@ Task<Result<void>> Volume::after_write(WriteFlags flags) {
 
 Task<Result<void>> Volume::write(uint64_t offset_bytes, std::span<const std::byte> data,
                                  WriteFlags flags) {
+  co_return co_await write_with(offset_bytes, data, nullptr, flags);
+}
+
+Task<Result<void>> Volume::write_from(uint64_t offset_bytes, io::AlignedBuffer& buffer,
+                                      std::size_t length_bytes, WriteFlags flags) {
+  CAIRN_ASSERT(length_bytes <= buffer.size());
+  co_return co_await write_with(offset_bytes, buffer.span().first(length_bytes), &buffer, flags);
+}
+
+Task<Result<void>> Volume::write_with(uint64_t offset_bytes, std::span<const std::byte> data,
+                                      io::AlignedBuffer* donor, WriteFlags flags) {
   if (auto r = check_write(offset_bytes, data.size()); !r) {
     co_return r;
   }
@@ -311,7 +333,7 @@ Task<Result<void>> Volume::write(uint64_t offset_bytes, std::span<const std::byt
     if (!guard) {
       co_return guard.error();
     }
-    if (auto r = co_await write_locked(offset_bytes, data); !r) {
+    if (auto r = co_await write_locked(offset_bytes, data, donor); !r) {
       co_return r;
     }
   }

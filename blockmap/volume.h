@@ -118,6 +118,11 @@ class Volume {
   Task<Result<void>> read(uint64_t offset_bytes, std::span<std::byte> out);
   Task<Result<void>> write(uint64_t offset_bytes, std::span<const std::byte> data,
                            WriteFlags flags = {});
+  // write() of buffer[0, length_bytes), whose buffer the store may keep instead of copying it
+  // (ChunkStore::put_from()): on return `buffer` is the same or another buffer of at least its
+  // size, contents unspecified. The NBD server receives a write's payload into it.
+  Task<Result<void>> write_from(uint64_t offset_bytes, io::AlignedBuffer& buffer,
+                                std::size_t length_bytes, WriteFlags flags = {});
   // Unmaps whole chunks in the range; partial chunks at the edges are zeroed instead.
   Task<Result<void>> trim(uint64_t offset_bytes, uint64_t length_bytes, WriteFlags flags = {});
   // Makes the range read as zeroes. Whole chunks become holes (which free space).
@@ -169,9 +174,14 @@ class Volume {
                                 uint64_t length_bytes, bool by_reference,
                                 std::vector<std::byte>& bounce);
   Task<Result<void>> map_chunks(uint64_t first_index, std::span<const io::ChunkId> ids);
+  // `donor`: the buffer that holds `chunks` (or some of them) for put_from(), or null.
   Task<Result<void>> store_chunks(uint64_t first_index,
-                                  std::span<const std::span<const std::byte>> chunks);
-  Task<Result<void>> write_locked(uint64_t offset_bytes, std::span<const std::byte> data);
+                                  std::span<const std::span<const std::byte>> chunks,
+                                  io::AlignedBuffer* donor);
+  Task<Result<void>> write_with(uint64_t offset_bytes, std::span<const std::byte> data,
+                                io::AlignedBuffer* donor, WriteFlags flags);
+  Task<Result<void>> write_locked(uint64_t offset_bytes, std::span<const std::byte> data,
+                                  io::AlignedBuffer* donor = nullptr);
   Task<Result<void>> zero_locked(uint64_t offset_bytes, uint64_t length_bytes, bool keep_allocated);
   Task<Result<void>> after_write(WriteFlags flags);
 

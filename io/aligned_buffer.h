@@ -2,10 +2,6 @@
 //
 // Owns its memory; the contents start zeroed. Sizes are rounded up to the alignment so that a
 // buffer can always be handed to an O_DIRECT read or write whole. Not thread-safe; move-only.
-//
-// DirectIoAllocator: a standard allocator with the same alignment, for a std::vector that is
-// reused across requests and whose chunk-aligned pieces go to O_DIRECT reads as they are
-// (no bounce buffer).
 #pragma once
 
 #include <cstddef>
@@ -13,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <span>
 
 #include "base/assert.h"
@@ -54,26 +49,6 @@ class AlignedBuffer {
   };
   std::unique_ptr<std::byte, Free> data_;
   std::size_t size_ = 0;
-};
-
-template <class T>
-struct DirectIoAllocator {
-  using value_type = T;
-  static constexpr std::align_val_t kAlign{AlignedBuffer::kAlignment};
-
-  DirectIoAllocator() noexcept = default;
-  template <class U>
-  explicit DirectIoAllocator(const DirectIoAllocator<U>& /*other*/) noexcept {}
-
-  [[nodiscard]] T* allocate(std::size_t n) {
-    return static_cast<T*>(::operator new(n * sizeof(T), kAlign));
-  }
-  void deallocate(T* p, std::size_t /*n*/) noexcept { ::operator delete(p, kAlign); }
-
-  template <class U>
-  bool operator==(const DirectIoAllocator<U>& /*other*/) const noexcept {
-    return true;
-  }
 };
 
 }  // namespace cairn::io

@@ -24,6 +24,7 @@
 
 #include "base/asio.h"
 #include "base/result.h"
+#include "io/aligned_buffer.h"
 #include "io/chunk_id.h"
 
 namespace cairn::io {
@@ -50,6 +51,16 @@ class ChunkStore {
   // call that are new are laid out contiguously on disk. ids.size() == chunks.size().
   virtual Task<Result<void>> put(std::span<const std::span<const std::byte>> chunks,
                                  std::span<ChunkId> ids) = 0;
+
+  // put(), where every chunk lies in `buffer`, which the store may keep instead of copying the
+  // new chunks out of it (LocalChunkStore does for a large put whose chunks sit as it writes
+  // them: 4 KiB aligned). On return `buffer` is the same or another buffer of at least its
+  // size, the caller's to reuse; its contents are unspecified.
+  virtual Task<Result<void>> put_from(AlignedBuffer& /*buffer*/,
+                                      std::span<const std::span<const std::byte>> chunks,
+                                      std::span<ChunkId> ids) {
+    co_return co_await put(chunks, ids);
+  }
 
   // Reads a chunk into `out`, which must be exactly the chunk's size. The chunk's checksum is
   // verified; a mismatch is errc::checksum_mismatch, never bad data.

@@ -62,6 +62,11 @@ constexpr uint64_t kBlocksPerBucket = 64;
 // into scattered cache blocks cost about 14% of a 1M write (MB/s, median of 9: 1,018 with
 // it, 1,179 without), and data a VM writes in large blocks is seldom read back at once.
 constexpr uint64_t kCacheBypassBytes = 256 * 1024;
+// put_from() keeps the caller's buffer for puts of this many new bytes or more: below it the
+// copy costs less than a write from an unregistered buffer (its pages pinned per write).
+constexpr uint64_t kAdoptBytes = 64 * 1024;
+// At most this many adopted buffers wait in spare_; each outlives its put's write.
+constexpr std::size_t kMaxSpareBuffers = 64;
 constexpr uint64_t kMinBuckets = 64;
 
 uint64_t align_down(uint64_t v) {
@@ -88,6 +93,7 @@ struct LocalChunkStore::Plan {
   std::vector<std::pair<uint64_t, uint64_t>> extents;
   uint64_t dedup_hits = 0;
   uint64_t collisions = 0;
+  bool adopted = false;  // the staging buffer is put_from()'s, to go to spare_ once written
   // Stored chunks that the put's chunks may duplicate, read before planning (read_candidates):
   // the entry they were read as, and their bytes (empty: not read).
   struct Stored {
@@ -442,9 +448,20 @@ bool LocalChunkStore::on_owner() const noexcept {
 Task<Result<void>> LocalChunkStore::put(std::span<const std::span<const std::byte>> chunks,
                                         std::span<ChunkId> ids) {
   if (on_owner()) {
-    co_return co_await put_here(chunks, ids);
+    co_return co_await put_here(chunks, ids, nullptr);
   }
-  co_return co_await asio::co_spawn(options_.owner, put_here(chunks, ids), asio::use_awaitable);
+  co_return co_await asio::co_spawn(options_.owner, put_here(chunks, ids, nullptr),
+                                    asio::use_awaitable);
+}
+
+Task<Result<void>> LocalChunkStore::put_from(AlignedBuffer& buffer,
+                                             std::span<const std::span<const std::byte>> chunks,
+                                             std::span<ChunkId> ids) {
+  if (on_owner()) {
+    co_return co_await put_here(chunks, ids, &buffer);
+  }
+  co_return co_await asio::co_spawn(options_.owner, put_here(chunks, ids, &buffer),
+                                    asio::use_awaitable);
 }
 
 // One chunk is a batch of one: the same cache, index and staging path as get_many().
@@ -501,7 +518,7 @@ Task<Result<void>> LocalChunkStore::flush() {
 // ---- put ----
 
 Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std::byte>> chunks,
-                                             std::span<ChunkId> ids) {
+                                             std::span<ChunkId> ids, AlignedBuffer* donor) {
   if (ids.size() != chunks.size()) {
     co_return make_error(errc::invalid_argument);
   }
@@ -518,8 +535,10 @@ Task<Result<void>> LocalChunkStore::put_here(std::span<const std::span<const std
     plan->batch->done.unlock();
     co_return begun;
   }
-  // No suspension from here to the spawn: the caller's chunks are copied before it resumes.
-  AlignedBuffer staging = stage(*plan);
+  // No suspension from here to the spawn: the caller's chunks are copied (or its buffer taken)
+  // before it resumes.
+  AlignedBuffer staging =
+      donor != nullptr && can_adopt(*plan, *donor) ? adopt(*plan, *donor) : stage(*plan);
   if (write_behind_.size() < options_.write_behind_puts) {
     // A disk with a volatile write cache (BRIEF, "Durability"): the put is answered now, its
     // chunks are readable (readers wait for the batch) and flush() waits for it.
@@ -546,7 +565,7 @@ Task<Result<void>> LocalChunkStore::complete_put(std::unique_ptr<Plan> plan, Ali
       }
     }
   } unregister_on_destroy{data_, staging};
-  Result<void> result = co_await write_staged(*plan, staging);
+  Result<void> result = co_await write_staged(*plan);
   for (const auto& other : plan->waits) {
     co_await other->done.lock();
     other->done.unlock();
@@ -566,7 +585,11 @@ Task<Result<void>> LocalChunkStore::complete_put(std::unique_ptr<Plan> plan, Ali
       fail(result.error());
     }
   }
-  if (staging.data() != nullptr) {
+  if (plan->adopted) {
+    if (spare_.size() < kMaxSpareBuffers) {
+      spare_.push_back(std::move(staging));
+    }
+  } else if (staging.data() != nullptr) {
     staging_pool_.push_back(std::move(staging));
   }
   plan->batch->done.unlock();
@@ -917,11 +940,6 @@ Task<Result<LocalChunkStore::Match>> LocalChunkStore::same_bytes(const ChunkId& 
                                                                         : Match::different;
 }
 
-// Copies the new chunks into a staging buffer and writes each run of adjacent chunks with one
-// request. The runs are written concurrently: when free space is fragmented (after small
-// random overwrites) a 1 MiB put can become hundreds of runs, and awaiting them one after
-// another made such a put cost hundreds of disk round trips (1M writes fell from 420 to
-// 47 MB/s after a 4K random-write phase).
 // Copies the put's new chunks into a staging buffer, one run after another in disk order,
 // and points their data there: the caller's buffers may go once the put is answered.
 AlignedBuffer LocalChunkStore::stage(Plan& plan) {
@@ -954,21 +972,61 @@ AlignedBuffer LocalChunkStore::stage(Plan& plan) {
   return staging;
 }
 
-// Writes the staged chunks: one write per run of chunks that lie side by side on disk.
-Task<Result<void>> LocalChunkStore::write_staged(const Plan& plan, const AlignedBuffer& staging) {
+// Whether the put's new chunks can be written from `donor` as they lie: enough of them to be
+// worth it, and each 4 KiB aligned inside it (O_DIRECT, and no padding to add).
+bool LocalChunkStore::can_adopt(const Plan& plan, const AlignedBuffer& donor) noexcept {
+  uint64_t total = 0;
+  const std::byte* begin = donor.data();
+  const std::byte* end = begin + donor.size();
+  for (const Plan::Fresh& f : plan.fresh) {
+    const std::byte* p = f.data.data();
+    if (p < begin || p + f.data.size() > end || (p - begin) % kBlock != 0 ||
+        f.data.size() % kBlock != 0) {
+      return false;
+    }
+    total += f.data.size();
+  }
+  return total >= kAdoptBytes;
+}
+
+// Takes `donor` as the put's staging buffer and gives the caller a spare one of at least its
+// size: the chunks' spans stay valid, since moving a buffer does not move its bytes. The most
+// recently written spare first: its lines are the likeliest still in the CPU's cache when the
+// caller receives its next payload into it.
+AlignedBuffer LocalChunkStore::adopt(Plan& plan, AlignedBuffer& donor) {
+  AlignedBuffer exchange;
+  for (auto it = spare_.rbegin(); it != spare_.rend(); ++it) {
+    if (it->size() >= donor.size()) {
+      exchange = std::move(*it);
+      spare_.erase(std::next(it).base());
+      break;
+    }
+  }
+  if (exchange.data() == nullptr) {
+    exchange.resize(donor.size());
+  }
+  plan.adopted = true;
+  return std::exchange(donor, std::move(exchange));
+}
+
+// Writes the staged chunks: one write per run of chunks that lie side by side both on disk
+// and in memory (stage() packs them in disk order; an adopted buffer holds them in put order).
+// The runs are written concurrently: when free space is fragmented (after small random
+// overwrites) a 1 MiB put can become hundreds of runs, and awaiting them one after another
+// made such a put cost hundreds of disk round trips (1M writes fell from 420 to 47 MB/s after
+// a 4K random-write phase).
+Task<Result<void>> LocalChunkStore::write_staged(const Plan& plan) {
   std::vector<BlockWrite> runs;
-  uint64_t staged = 0;
   for (std::size_t i = 0; i < plan.fresh.size();) {
+    const Plan::Fresh& first = plan.fresh[i];
     std::size_t j = i;
     uint64_t run_bytes = 0;
-    while (j < plan.fresh.size() &&
-           plan.fresh[j].offset_bytes == plan.fresh[i].offset_bytes + run_bytes) {
+    while (j < plan.fresh.size() && plan.fresh[j].offset_bytes == first.offset_bytes + run_bytes &&
+           plan.fresh[j].data.data() == first.data.data() + run_bytes) {
       run_bytes += padded(plan.fresh[j].data.size());
       ++j;
     }
-    runs.push_back(BlockWrite{plan.fresh[i].offset_bytes,
-                              std::span<const std::byte>(staging.data() + staged, run_bytes)});
-    staged += run_bytes;
+    runs.push_back(BlockWrite{first.offset_bytes, std::span(first.data.data(), run_bytes)});
     i = j;
   }
   if (runs.empty()) {

@@ -142,6 +142,11 @@ class LocalChunkStore final : public ChunkStore {
 
   Task<Result<void>> put(std::span<const std::span<const std::byte>> chunks,
                          std::span<ChunkId> ids) override;
+  // Keeps `buffer` as the put's staging buffer (no copy) when the new chunks total 64 KiB or
+  // more and each lies in it 4 KiB aligned; the caller gets a spare buffer in exchange.
+  Task<Result<void>> put_from(AlignedBuffer& buffer,
+                              std::span<const std::span<const std::byte>> chunks,
+                              std::span<ChunkId> ids) override;
   Task<Result<void>> get(const ChunkId& id, std::span<std::byte> out) override;
   Task<Result<void>> get_many(std::span<const ChunkId> ids,
                               std::span<const std::span<std::byte>> outs) override;
@@ -179,8 +184,9 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> load();
   Task<Result<void>> apply_record(std::span<const std::byte> record);
   Task<Result<std::optional<Entry>>> lookup(const ChunkId& id);
+  // `donor`: put_from()'s buffer, or null.
   Task<Result<void>> put_here(std::span<const std::span<const std::byte>> chunks,
-                              std::span<ChunkId> ids);
+                              std::span<ChunkId> ids, AlignedBuffer* donor);
   // `first` is the chunk's ordinal-0 address and `first_found` its index entry, looked up for
   // the whole put at once.
   Task<Result<ChunkId>> plan_chunk(std::span<const std::byte> chunk, Plan& plan,
@@ -194,7 +200,9 @@ class LocalChunkStore final : public ChunkStore {
   Task<Result<void>> begin_put(std::span<const std::span<const std::byte>> chunks,
                                std::span<ChunkId> ids, Plan& plan);
   AlignedBuffer stage(Plan& plan);
-  Task<Result<void>> write_staged(const Plan& plan, const AlignedBuffer& staging);
+  [[nodiscard]] static bool can_adopt(const Plan& plan, const AlignedBuffer& donor) noexcept;
+  AlignedBuffer adopt(Plan& plan, AlignedBuffer& donor);
+  Task<Result<void>> write_staged(const Plan& plan);
   Task<Result<void>> complete_put(std::unique_ptr<Plan> plan, AlignedBuffer staging, bool behind);
   using Batches = std::vector<std::shared_ptr<Batch>>;
   // The batches of the puts in flight that hold any of `ids`: empty, with nothing allocated,
@@ -295,6 +303,9 @@ class LocalChunkStore final : public ChunkStore {
   uint64_t drops_ = 0;
   std::unordered_map<ChunkId, Inflight, ChunkIdHash> inflight_;
   std::vector<AlignedBuffer> staging_pool_;  // one per put (and large get) in flight
+  // Buffers that put_from() adopted, once written: never registered with the ring, so that a
+  // caller may be handed one in exchange and free it (a registered buffer must not be freed).
+  std::vector<AlignedBuffer> spare_;
   // Puts answered before their chunks were published, oldest first (Options::write_behind_puts).
   Batches write_behind_;
 

@@ -45,12 +45,22 @@ bool is_eof(std::error_code ec) noexcept {
 struct Transmission::Job {
   Request request;
   Errno error = Errno::ok;
-  // The write payload or the read result. Page-aligned, so that a chunk-aligned read's
-  // pieces are read from disk straight into it (O_DIRECT needs no bounce buffer).
-  std::vector<std::byte, io::DirectIoAllocator<std::byte>> data;
+  // The write payload or the read result, in buffer[0, request.length_bytes). Page-aligned,
+  // so that a chunk-aligned read's pieces are read from disk straight into it (O_DIRECT needs
+  // no bounce buffer) and a write's payload can be handed to the store as it is
+  // (Volume::write_from(), which may give the job another buffer in exchange).
+  io::AlignedBuffer buffer;
   std::vector<blockmap::Extent> extents;
   std::vector<std::byte> headers;  // reply headers; sized before iov points into it
   std::vector<asio::const_buffer> iov;
+
+  // The buffer's first `length_bytes`, grown to hold them if needed.
+  std::span<std::byte> bytes(std::size_t length_bytes) {
+    if (buffer.size() < length_bytes) {
+      buffer.resize(length_bytes);
+    }
+    return buffer.span().first(length_bytes);
+  }
 };
 
 Transmission::Transmission(ByteStream& stream, blockmap::Volume& volume, const Session& session,
@@ -117,8 +127,7 @@ Task<bool> Transmission::read_payload(Job& job) {
               stream_.peer(), length, session_.maximum_payload_bytes);
     co_return false;
   }
-  job.data.resize(length);
-  if (auto ec = co_await stream_.read(job.data)) {
+  if (auto ec = co_await stream_.read(job.bytes(length))) {
     CAIRN_LOG(info, "nbd", "{}: truncated write payload: {}", stream_.peer(), ec.message());
     co_return false;
   }
@@ -193,7 +202,7 @@ Task<void> Transmission::execute(Job& job) {
       co_await block_status_command(job);
       co_return;
     case Cmd::write:
-      result = co_await volume_.write(r.offset_bytes, job.data, flags);
+      result = co_await volume_.write_from(r.offset_bytes, job.buffer, r.length_bytes, flags);
       break;
     case Cmd::flush:
       result = co_await volume_.flush();
@@ -216,7 +225,7 @@ Task<void> Transmission::execute(Job& job) {
 
 Task<void> Transmission::read_command(Job& job) {
   const Request& r = job.request;
-  job.data.resize(r.length_bytes);
+  std::span<std::byte> out = job.bytes(r.length_bytes);
   job.extents.clear();
   if (session_.structured_replies && (r.flags & kCmdFlagDf) == 0 && r.length_bytes > 0) {
     auto status = co_await volume_.block_status(r.offset_bytes, r.length_bytes, job.extents);
@@ -225,7 +234,7 @@ Task<void> Transmission::read_command(Job& job) {
       co_return;
     }
   }
-  auto result = co_await volume_.read(r.offset_bytes, job.data);
+  auto result = co_await volume_.read(r.offset_bytes, out);
   job.error = result ? Errno::ok : errno_for(result.error(), Cmd::read);
 }
 
@@ -303,8 +312,8 @@ void Transmission::build_simple_reply(Job& job) {
   job.iov.assign(1, asio::buffer(job.headers));
   const bool read_ok =
       job.request.type == static_cast<uint16_t>(Cmd::read) && job.error == Errno::ok;
-  if (read_ok && !job.data.empty()) {
-    job.iov.push_back(asio::buffer(job.data));
+  if (read_ok && job.request.length_bytes > 0) {
+    job.iov.push_back(asio::buffer(job.buffer.data(), job.request.length_bytes));
   }
 }
 
@@ -366,7 +375,7 @@ void Transmission::build_structured_read(Job& job) {
       prefix.offset_bytes = e.offset_bytes;
       put(h);
       put(prefix);
-      job.iov.push_back(asio::buffer(job.data.data() + covered, e.length_bytes));
+      job.iov.push_back(asio::buffer(job.buffer.data() + covered, e.length_bytes));
     } else {
       h.type = static_cast<uint16_t>(ReplyType::offset_hole);
       h.length_bytes = sizeof(OffsetHole);

@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/asio.h"
@@ -44,6 +45,19 @@ class SimChunkStore final : public io::ChunkStore {
     }
     co_await maybe_yield();
     co_return Result<void>{};
+  }
+
+  // put(), and then takes the buffer as a store that writes from it would: the caller gets
+  // another, and the taken one is overwritten (a real store reuses it once written), so a
+  // caller that reads its data after handing the buffer over reads 0xA5 bytes.
+  Task<Result<void>> put_from(io::AlignedBuffer& buffer,
+                              std::span<const std::span<const std::byte>> chunks,
+                              std::span<io::ChunkId> ids) override {
+    auto r = co_await put(chunks, ids);
+    io::AlignedBuffer taken = std::exchange(buffer, io::AlignedBuffer(buffer.size()));
+    std::memset(taken.data(), 0xA5, taken.size());
+    taken_.push_back(std::move(taken));  // kept: a stale read is wrong bytes, not a crash
+    co_return r;
   }
 
   Task<Result<void>> get(const io::ChunkId& id, std::span<std::byte> out) override {
@@ -195,7 +209,8 @@ class SimChunkStore final : public io::ChunkStore {
   bool yields_;
   Index current_;
   Index durable_;
-  std::vector<Op> ops_;  // since the last flush, in order
+  std::vector<Op> ops_;                   // since the last flush, in order
+  std::vector<io::AlignedBuffer> taken_;  // by put_from()
   uint64_t flushes_ = 0;
 };
 

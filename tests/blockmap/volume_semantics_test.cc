@@ -2,6 +2,9 @@
 // power cuts, concurrent read-modify-write, trim and zeroes, resize, dedup stats, bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "blockmap/errors.h"
 #include "blockmap/volume.h"
 #include "io/chunk_hash.h"
@@ -151,6 +154,27 @@ TEST_F(VolumeSemantics, OverlappingConcurrentWritesNeverMix) {
   EXPECT_EQ(run_all(std::move(tasks)), 3u);
   auto got = read(1000, 20000);
   EXPECT_TRUE(got == x || got == y);
+}
+
+// write_from() hands its buffer to the store with the last store call only: a write of
+// several store calls (over 1 MiB), unaligned at both ends, reads back whole although the
+// store overwrites the buffer it takes (SimChunkStore::put_from), and the caller gets a
+// buffer of at least its size back.
+TEST_F(VolumeSemantics, WriteFromHandsTheBufferToTheStoreWithTheLastBatchOnly) {
+  open(8 << 20);
+  auto before = test::pattern(8 << 20, 5);
+  ASSERT_TRUE(run(volume->write(0, before)));
+  const std::size_t length = (2 << 20) + 6000;
+  const uint64_t offset = 1000;
+  auto payload = test::pattern(length, 6);
+  io::AlignedBuffer buffer(length);
+  std::memcpy(buffer.data(), payload.data(), length);
+  const std::byte* given = buffer.data();
+  ASSERT_TRUE(run(volume->write_from(offset, buffer, length)));
+  EXPECT_NE(buffer.data(), given);
+  EXPECT_GE(buffer.size(), length);
+  std::copy(payload.begin(), payload.end(), before.begin() + offset);
+  EXPECT_EQ(read(0, before.size()), before);
 }
 
 TEST_F(VolumeSemantics, TrimAndZeroesFreeWholeChunks) {

@@ -1206,6 +1206,84 @@ TEST(LocalChunkStore, WriteBehindFailureFailsTheNextFlush) {
   EXPECT_EQ(s.get((*again)[0], a.size()).value(), a);
 }
 
+// put_from() of a large aligned put keeps the caller's buffer as its staging buffer (no copy)
+// and hands back another: scribbling over the returned buffer while the answered put's write
+// is still in flight changes nothing stored. The next such put gets the first one's buffer
+// back once it was written (no allocation per put). Small or misaligned puts are copied.
+TEST(LocalChunkStore, PutFromAdoptsALargeAlignedBufferAndHandsBackAnother) {
+  SimStore s;
+  s.write_behind_puts = 2;
+  s.data().set_yield(true);  // the put is answered while its data write is in flight
+  ASSERT_TRUE(s.open());
+  constexpr std::size_t kChunks = 32;  // 128 KiB: over the 64 KiB threshold
+  auto fill = [](AlignedBuffer& buffer, std::size_t offset, std::size_t count, uint64_t seed) {
+    std::vector<Bytes> expected;
+    std::vector<std::span<const std::byte>> spans;
+    for (std::size_t i = 0; i < count; ++i) {
+      expected.push_back(test::pattern(4096, seed + i));
+      std::byte* at = buffer.data() + offset + i * 4096;
+      std::memcpy(at, expected.back().data(), 4096);
+      spans.emplace_back(at, 4096);
+    }
+    return std::pair(expected, spans);
+  };
+  auto put_from = [&](AlignedBuffer& buffer, const std::vector<std::span<const std::byte>>& spans) {
+    std::vector<ChunkId> ids(spans.size());
+    auto r = test::run(s.ctx(), s.store().put_from(buffer, spans, ids));
+    EXPECT_TRUE(r);
+    return ids;
+  };
+  auto check = [&](const std::vector<ChunkId>& ids, const std::vector<Bytes>& expected) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto got = s.get(ids[i], 4096);
+      ASSERT_TRUE(got) << i;
+      EXPECT_EQ(*got, expected[i]) << i;
+    }
+  };
+
+  AlignedBuffer buffer(kChunks * 4096);
+  const std::byte* first = buffer.data();
+  auto [expected, spans] = fill(buffer, 0, kChunks, 100);
+  const uint64_t writes = s.data().writes();
+  auto ids = put_from(buffer, spans);
+  EXPECT_NE(buffer.data(), first);  // adopted
+  EXPECT_GE(buffer.size(), kChunks * 4096);
+  std::memset(buffer.data(), 0xAA, buffer.size());
+  ASSERT_TRUE(s.flush());
+  EXPECT_EQ(s.data().writes() - writes, 1u);  // one run, written from the adopted buffer
+  check(ids, expected);
+
+  auto [expected2, spans2] = fill(buffer, 0, kChunks, 200);
+  auto ids2 = put_from(buffer, spans2);
+  EXPECT_EQ(buffer.data(), first);  // the first put's buffer, written and spare again
+  std::memset(buffer.data(), 0xBB, buffer.size());
+  ASSERT_TRUE(s.flush());
+  check(ids2, expected2);
+
+  // Too small, or not 4 KiB aligned in the buffer: copied, the caller keeps its buffer.
+  AlignedBuffer small(4 * 4096);
+  const std::byte* small_at = small.data();
+  auto [expected3, spans3] = fill(small, 0, 4, 300);
+  auto ids3 = put_from(small, spans3);
+  EXPECT_EQ(small.data(), small_at);
+  std::memset(small.data(), 0xCC, small.size());
+  AlignedBuffer odd((kChunks + 1) * 4096);
+  const std::byte* odd_at = odd.data();
+  auto [expected4, spans4] = fill(odd, 512, kChunks, 400);
+  auto ids4 = put_from(odd, spans4);
+  EXPECT_EQ(odd.data(), odd_at);
+  std::memset(odd.data(), 0xDD, odd.size());
+  ASSERT_TRUE(s.flush());
+  check(ids3, expected3);
+  check(ids4, expected4);
+
+  s.power_cut(11);
+  ASSERT_TRUE(s.open());
+  check(ids, expected);
+  check(ids2, expected2);
+  check(ids4, expected4);
+}
+
 TEST(LocalChunkStoreCrash, EightBitAddressesCollideAndStayCorrect) {
   uint64_t only = 0;
   if (seeds_from_env(only)) {
