@@ -1189,7 +1189,8 @@ struct LocalChunkStore::ReadBatch {
     uint64_t length_bytes = 0;
     std::size_t first = 0;
     std::size_t last = 0;
-    uint64_t staged_at = 0;
+    uint64_t staged_at = 0;       // where it is read in the staging buffer, unless...
+    std::byte* direct = nullptr;  // ... it is read straight into its pieces' outs, from here
   };
   ReadBatch(std::span<const ChunkId> i, std::span<const std::span<std::byte>> o, BlockFile& f)
       : ids(i), outs(o), errors(i.size()), file(f) {}
@@ -1270,7 +1271,9 @@ Task<Result<void>> LocalChunkStore::read_misses(std::span<const ChunkId> ids,
   }
   plan_runs(batch);
   if (!batch.runs.empty()) {
-    take_staging(batch);
+    if (batch.staged_bytes > 0) {
+      take_staging(batch);
+    }
     co_await read_runs(batch);
     if (batch.pooled) {
       staging_pool_.push_back(std::move(batch.staging));
@@ -1333,10 +1336,12 @@ Task<Result<void>> LocalChunkStore::plan_pieces(ReadBatch& batch,
 }
 
 // Merges pieces that lie back to back on disk (offset + padded length == next offset) into
-// runs of at most kMaxReadRunBytes, and places each run in the staging buffer.
+// runs of at most kMaxReadRunBytes. A run whose outs lie side by side as its pieces do on disk
+// (a volume's chunk-aligned read: its chunks were written together) is read straight into
+// them; the others are placed in the staging buffer and copied out.
 void LocalChunkStore::plan_runs(ReadBatch& batch) {
   for (std::size_t p = 0; p < batch.pieces.size();) {
-    ReadBatch::Run run{batch.pieces[p].entry.offset_bytes, 0, p, p, batch.staged_bytes};
+    ReadBatch::Run run{batch.pieces[p].entry.offset_bytes, 0, p, p};
     while (run.last < batch.pieces.size()) {
       const Entry& e = batch.pieces[run.last].entry;
       uint64_t length = padded(e.length_bytes);
@@ -1347,10 +1352,41 @@ void LocalChunkStore::plan_runs(ReadBatch& batch) {
       run.length_bytes += length;
       ++run.last;
     }
-    batch.staged_bytes += run.length_bytes;
+    run.direct = direct_out(batch, run.first, run.last);
+    if (run.direct == nullptr) {
+      run.staged_at = batch.staged_bytes;
+      batch.staged_bytes += run.length_bytes;
+    }
     batch.runs.push_back(run);
     p = run.last;
   }
+}
+
+// Where pieces [first, last) can be read as they lie: each wanted once, whole 4 KiB blocks (no
+// padding to read past an out), and their outs back to back from a 4 KiB aligned address
+// (O_DIRECT). Null otherwise. A piece that fails its checksum leaves its bytes in its out,
+// which get_many() allows.
+std::byte* LocalChunkStore::direct_out(const ReadBatch& batch, std::size_t first,
+                                       std::size_t last) {
+  std::byte* start = nullptr;
+  uint64_t at = 0;
+  for (std::size_t p = first; p < last; ++p) {
+    const ReadBatch::Piece& piece = batch.pieces[p];
+    if (piece.end - piece.begin != 1 || piece.entry.length_bytes % kBlock != 0) {
+      return nullptr;
+    }
+    std::byte* out = batch.outs[batch.wants[piece.begin]].data();
+    if (p == first) {
+      start = out;
+      if (reinterpret_cast<std::uintptr_t>(start) % kBlock != 0) {
+        return nullptr;
+      }
+    } else if (out != start + at) {
+      return nullptr;
+    }
+    at += piece.entry.length_bytes;
+  }
+  return start;
 }
 
 // The batch's staging buffer. A large read borrows a pooled one, which is registered
@@ -1405,11 +1441,13 @@ Task<void> LocalChunkStore::read_runs(ReadBatch& batch) {
   }
 }
 
-// One disk read for the run, then each piece on its own: its checksum, and its bytes copied to
-// every out that asked for it. A failure marks only the pieces it concerns.
+// One disk read for the run, then each piece on its own: its checksum, and (unless read
+// straight into its out) its bytes copied to every out that asked for it. A failure marks
+// only the pieces it concerns.
 Task<void> LocalChunkStore::read_run(ReadBatch& batch, std::size_t run_index) {
   const ReadBatch::Run& run = batch.runs[run_index];
-  std::span<std::byte> staged(batch.staging.data() + run.staged_at, run.length_bytes);
+  std::byte* into = run.direct != nullptr ? run.direct : batch.staging.data() + run.staged_at;
+  std::span<std::byte> staged(into, run.length_bytes);
   auto read = co_await data_.read(run.offset_bytes, staged);
   for (std::size_t p = run.first; p < run.last; ++p) {
     ReadBatch::Piece& piece = batch.pieces[p];
@@ -1421,6 +1459,9 @@ Task<void> LocalChunkStore::read_run(ReadBatch& batch, std::size_t run_index) {
         staged.subspan(piece.entry.offset_bytes - run.offset_bytes, piece.entry.length_bytes);
     if (ChunkHasher::checksum(bytes) != piece.entry.checksum) {
       piece.error = make_error(errc::checksum_mismatch);
+      continue;
+    }
+    if (run.direct != nullptr) {
       continue;
     }
     for (std::size_t w = piece.begin; w < piece.end; ++w) {

@@ -3,7 +3,8 @@
 // docs/on-disk-format.md.
 //
 // Data: each chunk is stored padded to 4 KiB blocks, written with O_DIRECT from an aligned
-// staging buffer; the new chunks of one put() are one contiguous run when free space allows.
+// staging buffer (a registered one the put copies into, or put_from()'s own buffer, kept until
+// written); the new chunks of one put() are one contiguous run when free space allows.
 // Chunks carry no inline header (with O_DIRECT that would cost a whole block per 4 KiB chunk);
 // instead, as ZFS block pointers do, the index entry holds the chunk's XXH3-64 checksum and
 // length, and every read is verified against it (a mismatch is errc::checksum_mismatch and
@@ -34,10 +35,10 @@
 // chunk and completes only after that put does. get() takes no lock. stats() may be called
 // from any thread.
 //
-// Write-behind (Options::write_behind_puts): a put copies its new chunks into a staging
-// buffer and is answered there, while its data write and publication run on in a detached
-// coroutine (the volatile write cache of BRIEF, "Durability"). flush() first waits for every
-// such put answered before it; get_many(), ref(), unref() and refs() of a chunk still in
+// Write-behind (Options::write_behind_puts): a put copies its new chunks into a staging buffer (or
+// keeps put_from()'s) and is answered there, while its data write and publication run on in a
+// detached coroutine (the volatile write cache of BRIEF, "Durability"). flush() first waits for
+// every such put answered before it; get_many(), ref(), unref() and refs() of a chunk still in
 // flight wait for its put; stats() counts a put's chunks once it is published.
 //
 // Growth: at a checkpoint that leaves too many chunks per bucket, the store rebuilds the index
@@ -224,6 +225,7 @@ class LocalChunkStore final : public ChunkStore {
                                         std::span<const std::span<std::byte>> outs);
   Task<Result<void>> plan_pieces(ReadBatch& batch, std::span<const std::size_t> misses);
   static void plan_runs(ReadBatch& batch);
+  static std::byte* direct_out(const ReadBatch& batch, std::size_t first, std::size_t last);
   Task<void> read_runs(ReadBatch& batch);
   Task<void> read_run(ReadBatch& batch, std::size_t run);
   Task<Result<void>> finish_reads(ReadBatch& batch);

@@ -775,6 +775,39 @@ TEST(LocalChunkStore, AReadRacingADropDoesNotCacheTheDroppedChunk) {
   EXPECT_EQ(s.get(id, a.size()).error(), errc::not_found);  // not from the cache
 }
 
+// A run whose outs lie back to back in an aligned buffer (a volume's chunk-aligned read) is
+// read straight into them: one disk read, every chunk still verified on its own, and the
+// chunk that fails its checksum holds the bytes read (not copied from a staging buffer, its
+// out was overwritten) and reports the mismatch. (Outs that do not lie so, as the std::vector
+// outs of the test below, are staged and copied.)
+TEST(LocalChunkStore, GetManyReadsARunStraightIntoOutsThatLieAsItsChunksDo) {
+  SimStore s;
+  ASSERT_TRUE(s.open());
+  std::vector<Bytes> chunks = patterns(8, 40);
+  auto ids = put_and_reopen(s, chunks);
+  ASSERT_TRUE(ids);
+  s.data().corrupt_sector(*s.offset_of((*ids)[4]) + 1024);
+  AlignedBuffer buffer(chunks.size() * 4096);
+  std::memset(buffer.data(), 0xEE, buffer.size());
+  std::vector<std::span<std::byte>> outs;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    outs.push_back(buffer.span().subspan(i * 4096, 4096));
+  }
+  const uint64_t reads = s.data().reads();
+  EXPECT_EQ(test::run(s.ctx(), s.store().get_many(*ids, outs)).error(), errc::checksum_mismatch);
+  EXPECT_EQ(s.data().reads() - reads, 1u);
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    Bytes got(outs[i].begin(), outs[i].end());
+    if (i != 4) {
+      EXPECT_EQ(got, chunks[i]) << i;
+    } else {
+      EXPECT_NE(got, chunks[i]);
+      EXPECT_NE(got, Bytes(4096, std::byte{0xEE}));  // read into, then found bad
+    }
+  }
+  EXPECT_EQ(s.store().stats().checksum_failures, 1u);
+}
+
 TEST(LocalChunkStore, GetManyReportsAChecksumFailureInsideARun) {
   SimStore s;
   ASSERT_TRUE(s.open());
