@@ -65,8 +65,9 @@ constexpr uint64_t kCacheBypassBytes = 256 * 1024;
 // put_from() keeps the caller's buffer for puts of this many new bytes or more: below it the
 // copy costs less than a write from an unregistered buffer (its pages pinned per write).
 constexpr uint64_t kAdoptBytes = 64 * 1024;
-// At most this many adopted buffers wait in spare_; each outlives its put's write.
-constexpr std::size_t kMaxSpareBuffers = 64;
+// At most this many bytes of adopted buffers wait in spare_ (a buffer is as large as the
+// request it held, up to the NBD maximum payload); beyond it a written buffer is freed.
+constexpr uint64_t kMaxSpareBytes = 64ull << 20;
 constexpr uint64_t kMinBuckets = 64;
 
 uint64_t align_down(uint64_t v) {
@@ -586,7 +587,8 @@ Task<Result<void>> LocalChunkStore::complete_put(std::unique_ptr<Plan> plan, Ali
     }
   }
   if (plan->adopted) {
-    if (spare_.size() < kMaxSpareBuffers) {
+    if (spare_bytes_ + staging.size() <= kMaxSpareBytes) {
+      spare_bytes_ += staging.size();
       spare_.push_back(std::move(staging));
     }
   } else if (staging.data() != nullptr) {
@@ -997,6 +999,7 @@ AlignedBuffer LocalChunkStore::adopt(Plan& plan, AlignedBuffer& donor) {
   AlignedBuffer exchange;
   for (auto it = spare_.rbegin(); it != spare_.rend(); ++it) {
     if (it->size() >= donor.size()) {
+      spare_bytes_ -= it->size();
       exchange = std::move(*it);
       spare_.erase(std::next(it).base());
       break;

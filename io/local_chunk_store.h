@@ -9,8 +9,9 @@
 // instead, as ZFS block pointers do, the index entry holds the chunk's XXH3-64 checksum and
 // length, and every read is verified against it (a mismatch is errc::checksum_mismatch and
 // counts in stats; wrong bytes are never returned). get_many() reads chunks that lie side by
-// side on disk (a put's chunks do) with one request per run of up to kMaxReadRunBytes, into a
-// registered staging buffer, and verifies each chunk of the run on its own.
+// side on disk (a put's chunks do) with one request per run of up to kMaxReadRunBytes, straight
+// into the caller's outs when they lie back to back as the run's chunks do (4 KiB aligned),
+// else into a registered staging buffer, and verifies each chunk of the run on its own.
 //
 // Index: chunk id -> (offset, length, checksum, refcount), a PagedIndex (an on-disk hash table
 // of 4 KiB pages behind an LRU page cache of Options::index_cache_bytes), made durable by the
@@ -308,6 +309,7 @@ class LocalChunkStore final : public ChunkStore {
   // Buffers that put_from() adopted, once written: never registered with the ring, so that a
   // caller may be handed one in exchange and free it (a registered buffer must not be freed).
   std::vector<AlignedBuffer> spare_;
+  uint64_t spare_bytes_ = 0;
   // Puts answered before their chunks were published, oldest first (Options::write_behind_puts).
   Batches write_behind_;
 
