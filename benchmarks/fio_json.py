@@ -214,7 +214,8 @@ def peers_report(results_dir):
     lines = [f"## Peer comparison, {meta['date']}", ""]
     lines += [f"- machine: {meta['machine']}", f"- fio: {meta['fio']} (nbd engine, libnbd), "
               f"{meta['runtime_s']} s cells after {meta['ramp_s']} s ramp, median of "
-              f"{meta['runs']} runs, interleaved server by server within each cell",
+              f"{meta['runs']} runs, interleaved server by server within each cell, a different "
+              "server first in each run",
               f"- export size: {meta['size_bytes']:,} bytes, preconditioned with random data "
               "(`--refill_buffers`), then read once sequentially",
               f"- cairnd: commit {meta['commit']}; hot instance cache.read_bytes="

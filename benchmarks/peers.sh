@@ -22,7 +22,7 @@
 # (fio --refill_buffers), checked for physical bytes and BLOCK_STATUS allocation, and read once
 # sequentially (and read so again before every later run). Every fio run passes --randrepeat=0: with fio's default fixed seed each run
 # fills its buffers with the same byte stream, so the write cells would rewrite the
-# preconditioning data and cairnd would deduplicate them (a byte comparison, no write). Then, N times: for each cell of the matrix, each server in turn. The report
+# preconditioning data and cairnd would deduplicate them (a byte comparison, no write). Then, N times: for each cell of the matrix, each server in turn, a different server first in each run. The report
 # (markdown, to stdout and --out) gives medians and cairnd/peer ratios.
 # The whole script is one compound command, so bash parses all of it before running any of
 # it: editing this file while a run is in progress cannot change that run.
@@ -256,8 +256,14 @@ for ((run = 1; run <= runs; run++)); do
       warm "$name"
     done
   fi
+  # The servers take turns going first (run r starts with the r-th): whoever runs right after
+  # a write cell meets a disk still absorbing it, and a fixed order hands that to one server.
+  order=()
+  for ((i = 0; i < ${#active[@]}; i++)); do
+    order+=("${active[(i + run - 1) % ${#active[@]}]}")
+  done
   for cell in "${cells[@]}"; do
-    for name in "${active[@]}"; do
+    for name in "${order[@]}"; do
       # The cold instance exists for read cells only.
       if [[ "$name" == cairnd-cold && "$cell" == *write* ]]; then
         continue
