@@ -62,8 +62,10 @@ constexpr uint64_t kBlocksPerBucket = 64;
 // into scattered cache blocks cost about 14% of a 1M write (MB/s, median of 9: 1,018 with
 // it, 1,179 without), and data a VM writes in large blocks is seldom read back at once.
 constexpr uint64_t kCacheBypassBytes = 256 * 1024;
-// put_from() keeps the caller's buffer for puts of this many new bytes or more: below it the
-// copy costs less than a write from an unregistered buffer (its pages pinned per write).
+// put_from() keeps the caller's buffer for puts of this many new bytes or more. Smaller puts
+// are still copied into a registered staging buffer: a few KiB copy cheaply, while a write
+// from an unregistered buffer pins its pages every time. The threshold is a judgement, not a
+// measured crossover (only 4 KiB and 1 MiB puts were measured, docs/performance.md).
 constexpr uint64_t kAdoptBytes = 64 * 1024;
 // At most this many bytes of adopted buffers wait in spare_ (a buffer is as large as the
 // request it held, up to the NBD maximum payload); beyond it a written buffer is freed.
